@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"xmppgw/gateway"
+)
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs, cfgPath := newFlags("run", stderr)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := gateway.LoadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "xmppgw: %v\n", err)
+		return exitUsage
+	}
+	level := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.Log, level)
+	g, err := gateway.New(cfg, gateway.Deps{Logger: log, LogLevel: level, Version: version})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		if errors.Is(err, gateway.ErrConfig) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	ctx, stop := signalContext()
+	defer stop()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(g, *cfgPath, log)
+			}
+		}
+	}()
+
+	log.Info("starting", "version", version, "config", *cfgPath, "mode", cfg.XMPP.Mode, "http", g.HTTPAddr())
+	if err := g.Run(ctx); err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// reload reads the config again; a bad file keeps the old config.
+func reload(g *gateway.Gateway, path string, log *slog.Logger) {
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		log.Error("reload failed; keeping the running config", "err", err)
+		return
+	}
+	g.Reload(cfg)
+}
+
+// newLogger builds the process logger from the log section.
+func newLogger(w io.Writer, c gateway.LogConfig, level *slog.LevelVar) *slog.Logger {
+	level.Set(gateway.ParseLevel(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,28 @@
+package gateway
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// backoff is capped exponential backoff with full jitter: the n-th wait is
+// uniformly random in [base, min(cap, base·2ⁿ)]. Reset after a success.
+type backoff struct {
+	base, max time.Duration
+	n         int
+}
+
+func newBackoff() *backoff { return &backoff{base: 250 * time.Millisecond, max: 30 * time.Second} }
+
+// next returns the next wait and advances.
+func (b *backoff) next() time.Duration {
+	ceil := b.base << min(b.n, 20)
+	if ceil <= 0 || ceil > b.max {
+		ceil = b.max
+	} else {
+		b.n++
+	}
+	return b.base + rand.N(ceil-b.base+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }

@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"xmppgw/component"
+	"xmppgw/queue"
+	"xmppgw/stanza"
+)
+
+// inboundBuffer bounds the events held between the XMPP reader and the broker
+// (memory: at most this many events of at most inboundLimits each).
+const inboundBuffer = 4096
+
+// inboundLimits bound what the gateway accepts in one inbound stanza.
+var inboundLimits = stanza.Limits{MaxTextBytes: 256 << 10, MaxPayloadBytes: 256 << 10, MaxDepth: 32}
+
+// routeDefault labels events that no inbound route matched.
+const routeDefault = "default"
+
+// inItem is one event on its way to the broker.
+type inItem struct {
+	ev    stanza.Event
+	sess  *component.Session // where to send a refusal
+	key   string             // routing key (queue)
+	route string             // metric label: the route's localpart or "default"
+}
+
+// inbound turns XMPP messages into events on the broker: a bounded buffer
+// filled by the XMPP read loop without blocking, and one publishing loop.
+type inbound struct {
+	g     *Gateway
+	log   *slog.Logger
+	ch    chan inItem
+	ids   atomic.Uint64
+	idPfx string
+	warn  sampler
+}
+
+func newInbound(g *Gateway) *inbound {
+	return &inbound{
+		g:     g,
+		log:   g.log.With("component", "inbound"),
+		ch:    make(chan inItem, inboundBuffer),
+		idPfx: "xg" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+	}
+}
+
+// Message implements component.Inbound: it is called on the XMPP read loop
+// and never blocks.
+func (g *Gateway) Message(s *component.Session, ev *stanza.Event) {
+	if ev.Kind == "error" {
+		g.metrics.Bounces.WithLabelValues(conditionLabel(ev.Condition)).Inc()
+	}
+	g.in.offer(s, ev)
+}
+
+// conditionLabel keeps the bounce label set bounded to the RFC 6120
+// conditions (anything else is "other").
+func conditionLabel(c string) string {
+	switch c {
+	case "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
+		"internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
+		"not-allowed", "not-authorized", "policy-violation", "recipient-unavailable",
+		"redirect", "registration-required", "remote-server-not-found",
+		"remote-server-timeout", "resource-constraint", "service-unavailable",
+		"subscription-required", "undefined-condition", "unexpected-request":
+		return c
+	}
+	return "other"
+}
+
+func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
+	if ev.ID == "" {
+		ev.ID = in.idPfx + strconv.FormatUint(in.ids.Add(1), 36)
+	}
+	cfg := in.g.cfg.Load()
+	key, route := cfg.AMQP.InQueue, routeDefault
+	if cfg.XMPP.Mode == ModeComponent {
+		if local, _, ok := strings.Cut(ev.To, "@"); ok {
+			if q, ok := cfg.Inbound.Routes[local]; ok {
+				key, route = q, local
+			}
+		}
+	}
+	if in.g.publisher.get() == nil {
+		in.refuse(s, ev, "broker_down")
+		return
+	}
+	select {
+	case in.ch <- inItem{ev: *ev, sess: s, key: key, route: route}:
+		in.g.metrics.InboundBuffer.Inc()
+	default:
+		in.refuse(s, ev, "buffer_full")
+	}
+}
+
+// refuse tells the sender that its message was not queued (type wait: try
+// again later) and counts it. Errors are never answered with errors.
+func (in *inbound) refuse(s *component.Session, ev *stanza.Event, reason string) {
+	in.g.metrics.InboundRefused.WithLabelValues(reason).Inc()
+	if in.warn.ok() {
+		in.log.Warn("inbound message refused", "reason", reason, "kind", ev.Kind, "id", ev.ID)
+	}
+	if ev.Kind == "error" || s == nil {
+		return
+	}
+	select {
+	case <-s.Done():
+		return
+	default:
+	}
+	b := stanza.AppendMessageError(nil, ev, "wait", "resource-constraint",
+		"The gateway could not queue this message ("+reason+"); try again later.")
+	_ = s.Write(b)
+}
+
+// pendingEvent is an event published and waiting for its confirm.
+type pendingEvent struct {
+	c  *queue.Confirm
+	it inItem
+}
+
+// run publishes buffered events, pipelined: it keeps publishing while
+// confirms are outstanding and settles them in order.
+func (in *inbound) run(ctx context.Context) error {
+	var buf []byte
+	var pending []pendingEvent
+	settle := func(pe pendingEvent) {
+		in.g.metrics.InboundBuffer.Dec()
+		err := pe.c.Err()
+		if err == nil {
+			in.g.metrics.InboundEvents.WithLabelValues(pe.it.ev.Kind, pe.it.route).Inc()
+			return
+		}
+		in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
+		reason := "closed"
+		switch {
+		case errors.Is(err, queue.ErrReturned):
+			reason = "returned"
+			in.log.Error("event unroutable: does its queue exist?", "queue", pe.it.key, "route", pe.it.route)
+		case errors.Is(err, queue.ErrNacked):
+			reason = "nacked"
+		}
+		in.refuse(pe.it.sess, &pe.it.ev, reason)
+	}
+	stopping := ctx.Done()
+	var drainBy <-chan time.Time
+	for {
+		if stopping == nil && len(in.ch) == 0 && len(pending) == 0 {
+			return nil
+		}
+		var front <-chan struct{}
+		if len(pending) > 0 {
+			front = pending[0].c.Done()
+		}
+		pub := in.g.publisher.get()
+		var items chan inItem
+		if pub != nil || stopping == nil {
+			items = in.ch
+		}
+		select {
+		case <-stopping:
+			// Drain what is buffered, bounded in time.
+			stopping = nil
+			t := time.NewTimer(drainTimeout)
+			defer t.Stop()
+			drainBy = t.C
+		case <-drainBy:
+			in.log.Warn("inbound drain timed out", "pending", len(pending)+len(in.ch))
+			return nil
+		case <-front:
+			settle(pending[0])
+			pending = pending[1:]
+		case it := <-items:
+			if pub == nil {
+				in.g.metrics.InboundBuffer.Dec()
+				in.refuse(it.sess, &it.ev, "broker_down")
+				continue
+			}
+			buf = it.ev.AppendJSON(buf[:0])
+			c, err := pub.Publish(ctx, it.key, amqp.Publishing{
+				ContentType:  "application/json",
+				DeliveryMode: amqp.Persistent,
+				Type:         it.ev.Kind,
+				MessageId:    it.ev.ID,
+				Timestamp:    it.ev.ReceivedAt,
+				Body:         buf,
+			}, true)
+			if err != nil {
+				in.g.metrics.InboundBuffer.Dec()
+				in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
+				in.refuse(it.sess, &it.ev, "broker_down")
+				continue
+			}
+			pending = append(pending, pendingEvent{c: c, it: it})
+		case <-in.g.publisher.changedOrNever(pub):
+			// the publisher came up or went down: re-evaluate
+		}
+	}
+}
+
+// sampler allows one log line per second, so that a flood of refusals does
+// not flood the log too (the metrics count every one).
+type sampler struct{ last atomic.Int64 }
+
+func (s *sampler) ok() bool {
+	now := time.Now().UnixNano()
+	last := s.last.Load()
+	return now-last >= int64(time.Second) && s.last.CompareAndSwap(last, now)
+}

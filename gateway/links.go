@@ -1,0 +1,222 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"xmppgw/component"
+	"xmppgw/queue"
+)
+
+// dialTimeout bounds one connection attempt (dial and negotiation).
+const dialTimeout = 15 * time.Second
+
+func (g *Gateway) componentConfig(cfg *Config) component.Config {
+	x := cfg.XMPP
+	return component.Config{
+		Mode:          x.Mode,
+		Server:        x.Server,
+		Domain:        x.Domain,
+		Secret:        x.Secret,
+		JID:           x.JID,
+		Password:      x.Password,
+		TLS:           x.TLS,
+		TLSCA:         x.TLSCA,
+		TLSServerName: x.TLSServerName,
+		Keepalive:     x.Keepalive,
+		Version:       g.deps.Version,
+		Logger:        g.log.With("component", "xmpp"),
+		Limits:        inboundLimits,
+		OnBarrier:     func(d time.Duration) { g.metrics.Barrier.Observe(d.Seconds()) },
+	}
+}
+
+// runXMPP keeps one XMPP session up, redialling with backoff, until ctx is
+// done. A rejected secret or unknown domain before the first successful
+// session is fatal: it is a configuration error, not an outage.
+func (g *Gateway) runXMPP(ctx context.Context) error {
+	log := g.log.With("component", "xmpp")
+	bo := newBackoff()
+	connectedOnce := false
+	for {
+		cfg := g.cfg.Load()
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		s, err := component.Dial(dctx, g.componentConfig(cfg), g)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !connectedOnce && (errors.Is(err, component.ErrAuth) || errors.Is(err, component.ErrHostUnknown)) {
+				return fmt.Errorf("xmpp: %w (check xmpp.domain and xmpp.secret, or xmpp.jid and xmpp.password, in %s and on the server)", err, cfgName(cfg))
+			}
+			wait := bo.next()
+			log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", err, "retry_in", wait.Round(time.Millisecond))
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		if connectedOnce {
+			g.metrics.Reconnects.WithLabelValues(linkXMPP).Inc()
+		}
+		connectedOnce = true
+		bo.reset()
+		log.Info("xmpp connected", "server", cfg.XMPP.Server, "addr", s.Addr().String())
+		g.metrics.Connected.WithLabelValues(linkXMPP).Set(1)
+		g.sess.set(s)
+		g.pres.online(s)
+
+		select {
+		case <-s.Done():
+			g.sess.set(nil)
+			g.metrics.Connected.WithLabelValues(linkXMPP).Set(0)
+			log.Warn("xmpp connection lost", "err", s.Err())
+		case <-ctx.Done():
+			g.sess.set(nil)
+			g.metrics.Connected.WithLabelValues(linkXMPP).Set(0)
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := s.Close(cctx)
+			cancel()
+			log.Info("xmpp closed", "err", err)
+			return nil
+		}
+		if !sleep(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+// runPublisher keeps one publishing connection to the broker up. The
+// topology is declared on every new connection, so that events find their
+// queues even before anything is consumed.
+func (g *Gateway) runPublisher(ctx context.Context) error {
+	log := g.log.With("component", "amqp")
+	bo := newBackoff()
+	connectedOnce := false
+	for {
+		cfg := g.cfg.Load()
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, "xmppgw publisher", log)
+		cancel()
+		if err == nil {
+			if err = p.Declare(g.topology(cfg)); err != nil {
+				_ = p.Close()
+				if errors.Is(err, queue.ErrTopology) {
+					return fmt.Errorf("amqp: %w", err)
+				}
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := bo.next()
+			log.Warn("amqp connect failed", "url", queue.RedactURL(cfg.AMQP.URL), "err", err, "retry_in", wait.Round(time.Millisecond))
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		if connectedOnce {
+			g.metrics.Reconnects.WithLabelValues(linkAMQP).Inc()
+		}
+		connectedOnce = true
+		bo.reset()
+		log.Info("amqp connected", "url", queue.RedactURL(cfg.AMQP.URL))
+		g.metrics.Connected.WithLabelValues(linkAMQP).Set(1)
+		g.publisher.set(p)
+
+		tick := time.NewTicker(time.Second)
+	up:
+		for {
+			select {
+			case <-p.Done():
+				log.Warn("amqp connection lost", "err", p.Err())
+				break up
+			case <-ctx.Done():
+				break up
+			case <-tick.C:
+				if p.Blocked() {
+					g.metrics.Blocked.Set(1)
+				} else {
+					g.metrics.Blocked.Set(0)
+				}
+			}
+		}
+		tick.Stop()
+		g.publisher.set(nil)
+		g.metrics.Connected.WithLabelValues(linkAMQP).Set(0)
+		g.metrics.Blocked.Set(0)
+		if ctx.Err() != nil {
+			// The inbound loop has drained its buffer before ctx ends.
+			err := p.Close()
+			log.Info("amqp closed", "err", err)
+			return nil
+		}
+		if !sleep(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+// topology is every queue the gateway declares.
+func (g *Gateway) topology(cfg *Config) queue.Topology {
+	t := queue.Topology{
+		OutQueue:        cfg.AMQP.OutQueue,
+		InQueue:         cfg.AMQP.InQueue,
+		DeadLetterQueue: cfg.AMQP.DeadLetterQueue,
+		QueueType:       cfg.AMQP.QueueType,
+	}
+	seen := map[string]bool{t.OutQueue: true, t.InQueue: true, t.DeadLetterQueue: true}
+	for _, q := range sortedValues(cfg.Inbound.Routes) {
+		if !seen[q] {
+			seen[q] = true
+			t.Extra = append(t.Extra, q)
+		}
+	}
+	return t
+}
+
+// pollDepth samples the depth of every queue of the topology.
+func (g *Gateway) pollDepth(ctx context.Context) {
+	const every = 5 * time.Second
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if p := g.publisher.get(); p != nil {
+			topo := g.topology(g.cfg.Load())
+			for _, q := range append([]string{topo.OutQueue, topo.InQueue, topo.DeadLetterQueue}, topo.Extra...) {
+				if n, _, err := p.QueueDepth(q); err == nil {
+					g.metrics.QueueDepth.WithLabelValues(q).Set(float64(n))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sleep waits d or until ctx is done, reporting whether to go on.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func cfgName(cfg *Config) string {
+	if cfg.File == "" {
+		return "the configuration"
+	}
+	return cfg.File
+}
