@@ -1,0 +1,462 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrorHeader is the header DeadLetter adds, naming why the item failed.
+const ErrorHeader = "x-xmppgw-error"
+
+// CloseTimeout bounds how long Close waits for outstanding confirms and for
+// the broker's close-ok.
+const CloseTimeout = 5 * time.Second
+
+// Publisher is one publishing connection with one channel in confirm mode.
+// Publish is safe for concurrent use and pipelined: it writes the message
+// and returns a Confirm that resolves when the broker's basic.ack/nack (and
+// any basic.return) arrives. It never reconnects: when the connection or
+// channel dies, Done is closed, Err says why and every outstanding Confirm
+// resolves with ErrClosed.
+//
+// # Correlating returns with confirms
+//
+// A confirm carries the publish's sequence number; a basic.return carries
+// only the message. RabbitMQ routes the publishes of a channel in order and
+// sends the basic.return of a publish before its basic.ack, and amqp091
+// dispatches both from the connection's single reader goroutine, in that
+// order. The returns and the (re-sequenced) confirms are received by one
+// goroutine (run) from two unbuffered channels: the reader blocks on one
+// hand-off at a time, so run sees a publish's return before its confirm,
+// and processes them in that order. A return is matched to the oldest
+// outstanding mandatory publish after the previously returned one whose
+// routing key, message id, correlation id, type, content type, app id and
+// body (length and hash) are the same. Only an identical message published
+// earlier can be picked instead of the right one, which cannot change what
+// a caller learns about that content: one copy routed, one returned. When
+// the confirm of a publish arrives, its Confirm resolves with ErrReturned if
+// a return was matched to it, else success (or ErrNacked).
+//
+// Locks: pubMu serializes basic.publish with the assignment of sequence
+// numbers; mu guards the bookkeeping and is never held while calling into
+// amqp091, so run never waits for a publisher that waits for the reader
+// goroutine that waits for run.
+type Publisher struct {
+	conn *amqp.Connection
+	ch   *amqp.Channel
+	log  *slog.Logger
+
+	pubMu sync.Mutex
+
+	mu            sync.Mutex
+	pending       []*Confirm    // unresolved publishes in sequence order
+	nextSeq       uint64        // sequence number of the last registered publish
+	lastReturnSeq uint64        // sequence number of the last returned publish
+	dead          bool          // run has ended: no more confirms will come
+	closing       bool          // Close was called
+	unblocked     chan struct{} // non-nil while blocked; closed when the block lifts
+	err           error
+	blockReason   string
+
+	blocked atomic.Bool
+
+	qdMu sync.Mutex
+	qdCh *amqp.Channel // channel of QueueDepth; replaced after an error
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+}
+
+// DialPublisher dials a publishing connection named name (shown in the
+// management UI); ctx bounds the dial. logger nil discards.
+func DialPublisher(ctx context.Context, url string, name string, logger *slog.Logger) (*Publisher, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	log := logger.With("component", "amqp", "role", "publisher")
+	conn, err := dial(ctx, url, name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPublisher(conn, log)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	log.Info("publisher connected", "url", RedactURL(url))
+	return p, nil
+}
+
+func newPublisher(conn *amqp.Connection, log *slog.Logger) (*Publisher, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("queue: publisher: open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("queue: publisher: confirm mode: %w", err)
+	}
+	p := &Publisher{conn: conn, ch: ch, log: log, done: make(chan struct{})}
+	// confirms and returns are unbuffered on purpose: see the type's doc.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	returns := ch.NotifyReturn(make(chan amqp.Return))
+	chClose := ch.NotifyClose(make(chan *amqp.Error, 1))
+	connClose := conn.NotifyClose(make(chan *amqp.Error, 1))
+	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	p.wg.Add(1)
+	go p.run(confirms, returns, chClose, connClose, blocked)
+	return p, nil
+}
+
+// run is the only receiver of every notification of the connection and the
+// channel. It must never block on anything but them.
+func (p *Publisher) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return, chClose, connClose <-chan *amqp.Error, blocked <-chan amqp.Blocking) {
+	defer p.wg.Done()
+	var cause error
+	closeConn := func() {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			_ = p.conn.CloseDeadline(time.Now().Add(CloseTimeout))
+		}()
+	}
+	for confirms != nil || returns != nil || chClose != nil || connClose != nil || blocked != nil {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			p.onReturn(&r)
+		case c, ok := <-confirms:
+			if !ok {
+				confirms = nil
+				continue
+			}
+			p.onConfirm(c)
+		case e, ok := <-chClose:
+			if !ok {
+				chClose = nil
+				continue
+			}
+			if cause == nil {
+				cause = fmt.Errorf("channel: %w", e)
+				// The publishing channel is the Publisher: without it the
+				// connection has no use.
+				closeConn()
+			}
+		case e, ok := <-connClose:
+			if !ok {
+				connClose = nil
+				continue
+			}
+			if cause == nil {
+				cause = e
+			}
+		case b, ok := <-blocked:
+			if !ok {
+				blocked = nil
+				continue
+			}
+			p.onBlocked(b)
+		}
+	}
+	p.finish(cause)
+}
+
+func (p *Publisher) onReturn(r *amqp.Return) {
+	var found *Confirm
+	p.mu.Lock()
+	for _, c := range p.pending {
+		if c.seq > p.lastReturnSeq && c.mandatory && c.returned == nil && c.matches(r) {
+			found = c
+			c.returned = &ReturnedError{Key: r.RoutingKey, ReplyCode: r.ReplyCode, ReplyText: r.ReplyText}
+			p.lastReturnSeq = c.seq
+			break
+		}
+	}
+	p.mu.Unlock()
+	if found == nil {
+		p.log.Error("basic.return matches no outstanding publish", "routing_key", r.RoutingKey, "message_id", r.MessageId, "reply", r.ReplyText)
+		return
+	}
+	p.log.Debug("publish returned", "routing_key", r.RoutingKey, "message_id", r.MessageId, "reply", r.ReplyText, "seq", found.seq)
+}
+
+func (p *Publisher) onConfirm(cf amqp.Confirmation) {
+	p.mu.Lock()
+	if len(p.pending) == 0 || p.pending[0].seq != cf.DeliveryTag {
+		var want uint64
+		if len(p.pending) > 0 {
+			want = p.pending[0].seq
+		}
+		p.mu.Unlock()
+		p.log.Error("confirm out of sequence", "delivery_tag", cf.DeliveryTag, "expected", want)
+		return
+	}
+	c := p.pending[0]
+	p.pending[0] = nil
+	p.pending = p.pending[1:]
+	if len(p.pending) == 0 {
+		p.pending = p.pending[:0:0] // let the array go
+	}
+	p.mu.Unlock()
+	switch {
+	case !cf.Ack:
+		c.resolve(fmt.Errorf("%w (routing key %q)", ErrNacked, c.key))
+	case c.returned != nil:
+		c.resolve(c.returned)
+	default:
+		c.resolve(nil)
+	}
+}
+
+func (p *Publisher) onBlocked(b amqp.Blocking) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.Active {
+		if p.unblocked == nil {
+			p.unblocked = make(chan struct{})
+		}
+		p.blockReason = b.Reason
+		p.blocked.Store(true)
+		p.log.Warn("broker blocks publishing", "reason", b.Reason)
+		return
+	}
+	if p.unblocked != nil {
+		close(p.unblocked)
+		p.unblocked = nil
+	}
+	p.blocked.Store(false)
+	p.log.Info("broker unblocked publishing")
+}
+
+func (p *Publisher) finish(cause error) {
+	p.mu.Lock()
+	p.dead = true
+	pending := p.pending
+	p.pending = nil
+	if p.closing && (cause == nil || isCloseOK(cause)) {
+		cause = nil
+	} else if cause == nil {
+		cause = errors.New("connection closed") // closed without a reason
+	}
+	p.err = nil
+	if cause != nil {
+		p.err = closedError(cause)
+	}
+	if p.unblocked != nil {
+		close(p.unblocked)
+		p.unblocked = nil
+	}
+	p.mu.Unlock()
+	p.blocked.Store(false)
+	err := closedError(cause)
+	for _, c := range pending {
+		c.resolve(err)
+	}
+	if p.err != nil {
+		p.log.Warn("publisher ended", "err", p.err, "unconfirmed", len(pending))
+	}
+	close(p.done)
+}
+
+// isCloseOK is true for the reply of a normal connection.close.
+func isCloseOK(err error) bool {
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Code == 200 // reply-success
+}
+
+// Publish publishes msg on the default exchange with routing key key and
+// returns at once with a Confirm that resolves when the broker confirms it.
+// With mandatory, a message no queue takes is returned and its Confirm
+// reports ErrReturned. It fails at once with ErrClosed when the connection
+// is gone. While the broker blocks publishing (memory or disk alarm)
+// Publish waits for the block to lift, at most until ctx ends (ErrBlocked).
+func (p *Publisher) Publish(ctx context.Context, key string, msg amqp.Publishing, mandatory bool) (*Confirm, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := p.waitUnblocked(ctx); err != nil {
+		return nil, err
+	}
+	c := &Confirm{done: make(chan struct{}), key: key, mandatory: mandatory}
+	if mandatory {
+		c.sig = signature(&msg)
+	}
+
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	p.mu.Lock()
+	if p.dead || p.closing {
+		err := p.err
+		p.mu.Unlock()
+		return nil, closedError(err)
+	}
+	p.nextSeq++
+	c.seq = p.nextSeq
+	p.pending = append(p.pending, c)
+	p.mu.Unlock()
+
+	dc, err := p.ch.PublishWithDeferredConfirm("", key, mandatory, false, msg)
+	if err != nil {
+		if errors.Is(err, amqp.ErrClosed) {
+			err = closedError(err)
+		} else {
+			err = fmt.Errorf("queue: publish to %q: %w", key, err)
+		}
+		p.mu.Lock()
+		owned := false
+		if n := len(p.pending); n > 0 && p.pending[n-1] == c {
+			p.pending[n-1] = nil
+			p.pending = p.pending[:n-1]
+			p.nextSeq--
+			owned = true
+		}
+		p.mu.Unlock()
+		if owned {
+			c.resolve(err)
+		}
+		return nil, err
+	}
+	if dc != nil && dc.DeliveryTag != c.seq {
+		// Cannot happen while only Publish publishes on p.ch.
+		p.log.Error("publish sequence out of step", "ours", c.seq, "amqp091", dc.DeliveryTag)
+	}
+	return c, nil
+}
+
+func (p *Publisher) waitUnblocked(ctx context.Context) error {
+	p.mu.Lock()
+	unblocked, reason := p.unblocked, p.blockReason
+	p.mu.Unlock()
+	if unblocked == nil {
+		return nil
+	}
+	select {
+	case <-unblocked:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%s): %w", ErrBlocked, reason, ctx.Err())
+	}
+}
+
+// DeadLetter republishes delivery d to queue q, mandatory, with its body and
+// every property unchanged plus the header ErrorHeader = reason. The
+// delivery's own header table is not modified.
+func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string) (*Confirm, error) {
+	headers := make(amqp.Table, len(d.Headers)+1)
+	maps.Copy(headers, d.Headers)
+	headers[ErrorHeader] = reason
+	msg := amqp.Publishing{
+		Headers:         headers,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    d.DeliveryMode,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		Expiration:      d.Expiration,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		UserId:          d.UserId,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+	return p.Publish(ctx, q, msg, true)
+}
+
+// QueueDepth returns the number of ready messages and of consumers of queue
+// name, by a passive declare on a channel of its own: a missing queue
+// (ErrNotFound) closes only that channel, never the publishing one.
+func (p *Publisher) QueueDepth(name string) (messages int, consumers int, err error) {
+	p.qdMu.Lock()
+	defer p.qdMu.Unlock()
+	if p.qdCh == nil || p.qdCh.IsClosed() {
+		ch, err := p.conn.Channel()
+		if err != nil {
+			if errors.Is(err, amqp.ErrClosed) {
+				return 0, 0, closedError(err)
+			}
+			return 0, 0, fmt.Errorf("queue: depth of %s: open channel: %w", name, err)
+		}
+		p.qdCh = ch
+	}
+	q, err := p.qdCh.QueueDeclarePassive(name, true, false, false, false, nil)
+	if err != nil {
+		p.qdCh = nil // the broker closed it
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+			return 0, 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		return 0, 0, fmt.Errorf("queue: depth of %s: %w", name, err)
+	}
+	return q.Messages, q.Consumers, nil
+}
+
+// Blocked reports whether the broker blocks publishing on this connection
+// (connection.blocked: memory or disk alarm).
+func (p *Publisher) Blocked() bool { return p.blocked.Load() }
+
+// Done is closed when the connection or the channel has ended and every
+// outstanding Confirm is resolved.
+func (p *Publisher) Done() <-chan struct{} { return p.done }
+
+// Err returns why the Publisher ended, wrapping ErrClosed; nil while it runs
+// and after a clean Close.
+func (p *Publisher) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Close refuses new publishes, waits up to CloseTimeout for the outstanding
+// confirms, then closes the connection; confirms still missing resolve with
+// ErrClosed. Idempotent.
+func (p *Publisher) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	defer cancel()
+	return p.CloseContext(ctx)
+}
+
+// CloseContext is Close with the wait for outstanding confirms bounded by
+// ctx instead of CloseTimeout.
+func (p *Publisher) CloseContext(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closing = true
+		var last *Confirm
+		if n := len(p.pending); n > 0 {
+			last = p.pending[n-1] // confirms resolve in order
+		}
+		p.mu.Unlock()
+		if last != nil {
+			select {
+			case <-last.done:
+			case <-ctx.Done():
+				p.log.Warn("closing with unconfirmed publishes", "err", ctx.Err())
+			case <-p.done:
+			}
+		}
+		deadline := time.Now().Add(CloseTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) && d.After(time.Now()) {
+			deadline = d
+		}
+		err := p.conn.CloseDeadline(deadline)
+		p.wg.Wait()
+		if err != nil && !errors.Is(err, amqp.ErrClosed) {
+			p.closeErr = fmt.Errorf("queue: close publisher: %w", err)
+		}
+	})
+	return p.closeErr
+}

@@ -1,0 +1,102 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Queue types of Topology.QueueType.
+const (
+	Classic = "classic"
+	Quorum  = "quorum"
+)
+
+// Topology names the queues the gateway declares.
+type Topology struct {
+	OutQueue, InQueue, DeadLetterQueue string
+	Extra                              []string // route queues the gateway declares as well (inbound.routes values)
+	QueueType                          string   // "classic" (default when empty) | "quorum"
+}
+
+// Queues returns the distinct non-empty queue names of t in declaration
+// order: out, in, dead letter, then the extra ones.
+func (t Topology) Queues() []string {
+	seen := make(map[string]bool)
+	var qs []string
+	for _, q := range append([]string{t.OutQueue, t.InQueue, t.DeadLetterQueue}, t.Extra...) {
+		if q != "" && !seen[q] {
+			seen[q] = true
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
+// Args returns the x-arguments Declare uses for queue q.
+func (t Topology) Args(q string) amqp.Table {
+	args := amqp.Table{}
+	if t.QueueType == Quorum {
+		args[amqp.QueueTypeArg] = amqp.QueueTypeQuorum
+	}
+	if q == t.OutQueue {
+		// A second gateway is a hot standby, not a competing consumer.
+		args[amqp.SingleActiveConsumerArg] = true
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	return args
+}
+
+// Declare declares every queue of t durable on its own short-lived channels
+// of conn. The out queue gets x-single-active-consumer; quorum queues get
+// x-queue-type quorum, classic ones no type argument (so that they match
+// queues declared by plain clients).
+//
+// A queue that exists with other arguments makes the broker close the
+// channel with 406 PRECONDITION_FAILED: Declare then opens a new channel,
+// goes on with the other queues and returns every such conflict as a
+// *TopologyError (errors.Is ErrTopology), joined. conn stays usable.
+func Declare(conn *amqp.Connection, t Topology) error {
+	switch t.QueueType {
+	case "", Classic, Quorum:
+	default:
+		return &TopologyError{Queue: t.OutQueue, Detail: fmt.Sprintf("amqp.queue_type %q: want classic or quorum", t.QueueType)}
+	}
+	var (
+		ch   *amqp.Channel
+		errs []error
+	)
+	defer func() {
+		if ch != nil {
+			ch.Close()
+		}
+	}()
+	for _, q := range t.Queues() {
+		if ch == nil {
+			var err error
+			if ch, err = conn.Channel(); err != nil {
+				errs = append(errs, fmt.Errorf("queue: declare %s: open channel: %w", q, err))
+				break
+			}
+		}
+		_, err := ch.QueueDeclare(q, true, false, false, false, t.Args(q))
+		if err == nil {
+			continue
+		}
+		ch = nil // a failed declare closes the channel
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+			errs = append(errs, &TopologyError{Queue: q, Detail: strings.TrimPrefix(aerr.Reason, "PRECONDITION_FAILED - "), Err: aerr})
+			continue
+		}
+		errs = append(errs, fmt.Errorf("queue: declare %s: %w", q, err))
+		if conn.IsClosed() {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

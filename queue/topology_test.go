@@ -1,0 +1,116 @@
+package queue
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+func testTopology(t *testing.T, queueType string) Topology {
+	in := uniqueName(t, "test-queue-in-")
+	return Topology{
+		OutQueue:        uniqueName(t, "test-queue-out-"),
+		InQueue:         in,
+		DeadLetterQueue: uniqueName(t, "test-queue-dead-"),
+		Extra:           []string{uniqueName(t, "test-queue-route-"), in},
+		QueueType:       queueType,
+	}
+}
+
+func TestDeclare(t *testing.T) {
+	for i, qt := range []string{"", Classic, Quorum} {
+		a := newAdmin(t)
+		top := testTopology(t, qt)
+		if err := Declare(a.conn, top); err != nil {
+			t.Fatalf("%d: Declare(%q): %v", i, qt, err)
+		}
+		// Declaring again is a no-op.
+		if err := Declare(a.conn, top); err != nil {
+			t.Fatalf("%d: second Declare(%q): %v", i, qt, err)
+		}
+		if got := top.Queues(); len(got) != 4 {
+			t.Fatalf("%d: Queues() = %v, want 4 distinct", i, got)
+		}
+		for _, q := range top.Queues() {
+			if _, err := a.inspect(t, q); err != nil {
+				t.Errorf("%d: passive declare %s: %v", i, q, err)
+			}
+		}
+		// The arguments are the ones we mean: the same declaration by a
+		// plain client succeeds, a different one fails.
+		wantType := amqp.Table{}
+		if qt == Quorum {
+			wantType[amqp.QueueTypeArg] = amqp.QueueTypeQuorum
+		}
+		ch := a.channel(t)
+		if _, err := ch.QueueDeclare(top.InQueue, true, false, false, false, wantType); err != nil {
+			t.Errorf("%d: plain declare of %s: %v", i, top.InQueue, err)
+		}
+		outArgs := amqp.Table{amqp.SingleActiveConsumerArg: true}
+		for k, v := range wantType {
+			outArgs[k] = v
+		}
+		if _, err := ch.QueueDeclare(top.OutQueue, true, false, false, false, outArgs); err != nil {
+			t.Errorf("%d: declare of %s with single active consumer: %v", i, top.OutQueue, err)
+		}
+		if _, err := ch.QueueDeclare(top.OutQueue, true, false, false, false, wantType); !isAMQPCode(err, amqp.PreconditionFailed) {
+			t.Errorf("%d: declare of %s without single active consumer: %v, want 406", i, top.OutQueue, err)
+		}
+	}
+}
+
+func TestDeclareConflict(t *testing.T) {
+	a := newAdmin(t)
+	top := testTopology(t, Classic)
+	// Someone declared the out queue as a quorum queue.
+	a.declare(t, top.OutQueue, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum, amqp.SingleActiveConsumerArg: true})
+
+	err := Declare(a.conn, top)
+	if !errors.Is(err, ErrTopology) {
+		t.Fatalf("Declare: %v, want ErrTopology", err)
+	}
+	var te *TopologyError
+	if !errors.As(err, &te) || te.Queue != top.OutQueue {
+		t.Fatalf("Declare: %#v, want a *TopologyError of %s", err, top.OutQueue)
+	}
+	msg := err.Error()
+	for _, want := range []string{top.OutQueue, "x-queue-type", "amqp.queue_type", "delete it"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+	t.Log(msg)
+	// The other queues were declared anyway, and the connection still works.
+	if a.conn.IsClosed() {
+		t.Fatal("connection closed by the conflict")
+	}
+	for _, q := range []string{top.InQueue, top.DeadLetterQueue, top.Extra[0]} {
+		if _, err := a.inspect(t, q); err != nil {
+			t.Errorf("passive declare %s: %v", q, err)
+		}
+	}
+	// And the reverse: classic queues exist, the config says quorum.
+	top.QueueType = Quorum
+	err = Declare(a.conn, top)
+	if !errors.Is(err, ErrTopology) {
+		t.Fatalf("Declare quorum over classic: %v, want ErrTopology", err)
+	}
+	for _, q := range []string{top.InQueue, top.DeadLetterQueue, top.Extra[0]} {
+		if !strings.Contains(err.Error(), q) {
+			t.Errorf("error %q does not name %s", err, q)
+		}
+	}
+	if strings.Contains(err.Error(), top.OutQueue) {
+		t.Errorf("error %q names %s, which matches", err, top.OutQueue)
+	}
+}
+
+func TestDeclareBadType(t *testing.T) {
+	a := newAdmin(t)
+	err := Declare(a.conn, Topology{OutQueue: "x", QueueType: "stream"})
+	if !errors.Is(err, ErrTopology) || !strings.Contains(err.Error(), "amqp.queue_type") {
+		t.Fatalf("Declare: %v, want ErrTopology naming amqp.queue_type", err)
+	}
+}
