@@ -1,0 +1,146 @@
+package stanza
+
+// These builders take caller-supplied strings; invalid UTF-8 and characters
+// XML 1.0 cannot carry are replaced by U+FFFD so the output is always
+// well-formed.
+
+// AppendPing appends an XEP-0199 ping IQ:
+// <iq type='get' from= to= id=><ping xmlns='urn:xmpp:ping'/></iq>.
+// from and to are omitted when empty.
+func AppendPing(dst []byte, from, to, id string) []byte {
+	dst = append(dst, "<iq type='get'"...)
+	dst = appendAttrSafe(dst, " from='", from)
+	dst = appendAttrSafe(dst, " to='", to)
+	dst = appendAttrSafe(dst, " id='", id)
+	return append(dst, "><ping xmlns='urn:xmpp:ping'/></iq>"...)
+}
+
+// AppendPresence appends a presence stanza. Empty attributes and children
+// are omitted; typ "" or "available" writes no type attribute.
+func AppendPresence(dst []byte, from, to, id, typ, show, status string) []byte {
+	dst = append(dst, "<presence"...)
+	dst = appendAttrSafe(dst, " from='", from)
+	dst = appendAttrSafe(dst, " to='", to)
+	if typ != "available" {
+		dst = appendAttrSafe(dst, " type='", typ)
+	}
+	dst = appendAttrSafe(dst, " id='", id)
+	if show == "" && status == "" {
+		return append(dst, "/>"...)
+	}
+	dst = append(dst, '>')
+	dst = appendChildSafe(dst, "show", show)
+	dst = appendChildSafe(dst, "status", status)
+	return append(dst, "</presence>"...)
+}
+
+// AppendMessageError appends the error reply to the message orig:
+//
+//	<message type='error' from=orig.To to=orig.From id=orig.ID>
+//	  <error type=errType><condition xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+//	  <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>text</text></error></message>
+//
+// errType is one of auth, cancel, continue, modify, wait; condition a defined
+// condition of RFC 6120 §8.3.3 (anything that is not a plain lower-case name
+// becomes undefined-condition). The text child is omitted when text is "".
+func AppendMessageError(dst []byte, orig *Event, errType, condition, text string) []byte {
+	return appendStanzaError(dst, "message", orig.To, orig.From, orig.ID, errType, condition, text)
+}
+
+// AppendPresenceError appends the error reply to the presence orig, shaped
+// like AppendMessageError's.
+func AppendPresenceError(dst []byte, orig *Presence, errType, condition, text string) []byte {
+	return appendStanzaError(dst, "presence", orig.To, orig.From, orig.ID, errType, condition, text)
+}
+
+// AppendIQError appends an error reply to an IQ with the given from (the IQ's
+// to), to (the IQ's from) and id, shaped like AppendMessageError's.
+func AppendIQError(dst []byte, from, to, id, errType, condition, text string) []byte {
+	return appendStanzaError(dst, "iq", from, to, id, errType, condition, text)
+}
+
+func appendStanzaError(dst []byte, name, from, to, id, errType, condition, text string) []byte {
+	if !plainName(condition) {
+		condition = "undefined-condition"
+	}
+	switch errType {
+	case "auth", "cancel", "continue", "modify", "wait":
+	default:
+		errType = "cancel"
+	}
+	dst = append(dst, '<')
+	dst = append(dst, name...)
+	dst = append(dst, " type='error'"...)
+	dst = appendAttrSafe(dst, " from='", from)
+	dst = appendAttrSafe(dst, " to='", to)
+	dst = appendAttrSafe(dst, " id='", id)
+	dst = append(dst, "><error type='"...)
+	dst = append(dst, errType...)
+	dst = append(dst, "'><"...)
+	dst = append(dst, condition...)
+	dst = append(dst, " xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"...)
+	if text != "" {
+		dst = append(dst, "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>"...)
+		dst = appendEscSafe(dst, text, false)
+		dst = append(dst, "</text>"...)
+	}
+	dst = append(dst, "</error></"...)
+	dst = append(dst, name...)
+	return append(dst, '>')
+}
+
+// plainName reports whether s is a non-empty name of [a-z-].
+func plainName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func appendAttrSafe(dst []byte, open, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	dst = append(dst, open...)
+	dst = appendEscSafe(dst, v, true)
+	return append(dst, '\'')
+}
+
+func appendChildSafe(dst []byte, name, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	dst = append(dst, '<')
+	dst = append(dst, name...)
+	dst = append(dst, '>')
+	dst = appendEscSafe(dst, v, false)
+	dst = append(dst, "</"...)
+	dst = append(dst, name...)
+	return append(dst, '>')
+}
+
+// GenerateID returns a 16-character id for an event or stanza that has none.
+// seed is the caller's randomness or a counter: the mapping is a bijection
+// (SplitMix64 finaliser), so distinct seeds give distinct ids. The package
+// holds no random state.
+func GenerateID(seed uint64) string {
+	var b [16]byte
+	return string(AppendID(b[:0], seed))
+}
+
+// AppendID appends the id GenerateID(seed) returns.
+func AppendID(dst []byte, seed uint64) []byte {
+	z := seed + 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, hexDigits[(z>>uint(i))&15])
+	}
+	return dst
+}

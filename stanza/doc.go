@@ -1,0 +1,69 @@
+// Package stanza turns bytes into bytes: outbound items (JSON) into XMPP
+// stanzas, inbound stanzas into events (JSON), plus pings and error replies.
+// It is pure: no I/O, no goroutines, no clocks (times are passed in), no
+// global random state.
+//
+// # Outbound items
+//
+// Encoder.Append takes one AMQP message body, a JSON object (see CONTRACT.md
+// "Outbound items"), and appends the stanza to a caller's buffer with
+// hand-built, escaped bytes, allocating nothing on the common path but the
+// returned id string. The body is checked in this order:
+//
+//   - not valid UTF-8: ReasonInvalidUTF8;
+//   - not exactly one JSON object (whitespace around it allowed):
+//     ReasonInvalidJSON. The object is scanned by a validating scanner
+//     (fuzzed against encoding/json). Member names are matched exactly,
+//     case-sensitively, after unescaping; unknown members are ignored; null
+//     counts as absent; a repeated member: the last one wins. A known member
+//     of the wrong JSON type: ReasonBadField;
+//   - a string member with a character XML 1.0 cannot carry (C0 controls
+//     other than tab, LF, CR, incl. \b and \f escapes; U+FFFE, U+FFFF; lone
+//     surrogate escapes): ReasonInvalidChar. The payload is carried as JSON
+//     text, so only raw U+FFFE/U+FFFF in it are refused;
+//   - enqueued_at not RFC 3339: ReasonBadField;
+//   - `stanza` with any of target, text, payload, type, from, subject, thread,
+//     kind, id, status, show: ReasonBadField; otherwise the raw stanza is
+//     parsed with encoding/xml and re-encoded (see below);
+//   - kind other than message or presence, type outside its set, show
+//     outside away/chat/dnd/xa, an id over 1023 bytes: ReasonBadField;
+//   - a message without target, or without all of text, payload and
+//     subject: ReasonMissingField (target is also required for presence in
+//     component mode and for subscription presences);
+//   - target (or from) not a JID per mellium.im/xmpp/jid: ReasonBadJID. Plain
+//     lower-case ASCII JIDs take a fast path proven equivalent by
+//     FuzzFastJID; others are parsed by jid.Parse and written canonical;
+//   - from outside the component's domain (component mode; a bare localpart
+//     means localpart@domain, the domain itself is allowed) or other than the
+//     account's bare or full JID (client mode): ReasonForbiddenFrom;
+//   - text, subject or status over Options.MaxTextBytes, payload over
+//     Options.MaxPayloadBytes: ReasonTooLong.
+//
+// The stanza id is item.id, else the AMQP message-id, else the first 16 bytes
+// of SHA-256 (hex) over the body and the AMQP properties that survive
+// redelivery (correlation-id, type, app-id, user-id, content-type,
+// timestamp), so a redelivered item gets the same id.
+//
+// Stanzas are written without an xmlns attribute: they inherit the stream's
+// default namespace (jabber:component:accept or jabber:client). Attribute
+// values escape & < > " ' and tab, LF, CR; character data escapes & < > and
+// CR. The payload is written as <json xmlns='urn:xmpp:json:0'> (XEP-0335)
+// holding the JSON text as character data.
+//
+// # Raw stanzas
+//
+// A `stanza` member must hold exactly one <message/> or <presence/> element
+// in no namespace, jabber:client or jabber:component:accept (normalised to
+// the stream's); anything else — another element, a second element, text,
+// processing instructions or a DOCTYPE around it, stream elements, an
+// undeclared prefix, a malformed document — is ReasonBadStanza. Comments
+// are dropped. from is checked like an item's (no bare localpart) and
+// defaults to Options.DefaultFrom; to must be a valid JID; type must be one
+// the element allows. Children in other namespaces are re-encoded with their
+// xmlns declarations; prefixed attributes get generated prefixes.
+//
+// # Inbound
+//
+// DecodeMessage and DecodePresence read a stanza from a token stream within
+// Limits and always to its end; Event.AppendJSON writes an event.
+package stanza

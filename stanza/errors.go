@@ -1,0 +1,61 @@
+package stanza
+
+import "strconv"
+
+// Reason is the stable, machine-readable class of an item that cannot be
+// sent. It is used as a metric label and as the x-xmppgw-error header.
+type Reason string
+
+// The reasons an item is refused.
+const (
+	ReasonInvalidJSON   Reason = "invalid_json"     // body is not one JSON object
+	ReasonInvalidUTF8   Reason = "invalid_utf8"     // body is not valid UTF-8
+	ReasonInvalidChar   Reason = "invalid_xml_char" // a string holds a character XML 1.0 cannot carry
+	ReasonMissingField  Reason = "missing_field"    // a required field is absent
+	ReasonBadField      Reason = "bad_field"        // a field has the wrong type or value
+	ReasonBadJID        Reason = "bad_jid"          // target or from is not a valid JID
+	ReasonTooLong       Reason = "text_too_long"    // text (or subject, status, payload) over its bound
+	ReasonForbiddenFrom Reason = "forbidden_from"   // from is not ours to use
+	ReasonBadStanza     Reason = "bad_stanza"       // the raw stanza is malformed or not allowed
+)
+
+// ItemError is the error Encoder.Append returns for an item that can never be
+// sent. Detail never holds the whole body, at most a short quoted excerpt.
+type ItemError struct {
+	Reason Reason
+	Detail string
+}
+
+// Error returns the reason and the detail.
+func (e *ItemError) Error() string { return string(e.Reason) + ": " + e.Detail }
+
+func itemErr(r Reason, detail string) *ItemError { return &ItemError{Reason: r, Detail: detail} }
+
+// excerptLen bounds the quoted excerpts in error details.
+const excerptLen = 40
+
+// excerpt quotes at most excerptLen bytes of b for an error detail.
+func excerpt[T string | []byte](b T) string {
+	s := string(b)
+	if len(s) > excerptLen {
+		return strconv.Quote(s[:excerptLen]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// DecodeError is the error DecodeMessage and DecodePresence return for a
+// stanza the gateway refuses. The caller answers the sender with a stanza
+// error of this Type and Condition (RFC 6120 §8.3.3); Text is a short
+// human-readable explanation.
+type DecodeError struct {
+	Type      string // error type: "modify" for all errors decoding makes
+	Condition string // defined condition: bad-request, policy-violation, not-acceptable
+	Text      string
+}
+
+// Error returns the condition and the text.
+func (e *DecodeError) Error() string { return "stanza: " + e.Condition + ": " + e.Text }
+
+func decodeErr(cond, text string) *DecodeError {
+	return &DecodeError{Type: "modify", Condition: cond, Text: text}
+}

@@ -1,0 +1,105 @@
+package stanza
+
+import "unicode/utf8"
+
+// AppendJSON appends the event as one JSON object: keys in the order kind,
+// id, from, to, type, text, subject, thread, payload, condition, show,
+// status, received_at; empty fields omitted; strings escaped per RFC 8259
+// (invalid UTF-8 becomes U+FFFD); payload copied as is; received_at in RFC
+// 3339 UTC with microseconds, e.g. "2026-11-22T10:00:00.123456Z".
+func (ev *Event) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	first := true
+	key := func(k string) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, '"')
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
+	}
+	str := func(k, v string) {
+		if v == "" {
+			return
+		}
+		key(k)
+		dst = appendJSONQuoted(dst, v)
+	}
+	str("kind", ev.Kind)
+	str("id", ev.ID)
+	str("from", ev.From)
+	str("to", ev.To)
+	str("type", ev.Type)
+	str("text", ev.Text)
+	str("subject", ev.Subject)
+	str("thread", ev.Thread)
+	if len(ev.Payload) > 0 {
+		key("payload")
+		dst = append(dst, ev.Payload...)
+	}
+	str("condition", ev.Condition)
+	str("show", ev.Show)
+	str("status", ev.Status)
+	if !ev.ReceivedAt.IsZero() {
+		key("received_at")
+		dst = append(dst, '"')
+		dst = ev.ReceivedAt.UTC().AppendFormat(dst, timeLayout)
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
+// jsonSafe marks the ASCII bytes a JSON string holds unescaped.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = false, false
+	return t
+}()
+
+// appendJSONQuoted appends s as a JSON string.
+func appendJSONQuoted(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if jsonSafe[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// timeLayout is the layout of received_at.
+const timeLayout = "2006-01-02T15:04:05.000000Z07:00"

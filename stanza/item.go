@@ -1,0 +1,122 @@
+package stanza
+
+// jstr is a string member of an item: the raw JSON string body (between the
+// quotes) and whether it holds escapes.
+type jstr struct {
+	raw []byte
+	esc bool
+	set bool
+}
+
+// item holds the members of one outbound item as spans of the body.
+type item struct {
+	target, text, typ, from, subject, thread, id, kind, stanza, enqueuedAt, status, show jstr
+	payload                                                                              []byte
+}
+
+// fieldName returns the name of the member of it that key names, or nil.
+func (it *item) field(key string) *jstr {
+	switch key {
+	case "target":
+		return &it.target
+	case "text":
+		return &it.text
+	case "type":
+		return &it.typ
+	case "from":
+		return &it.from
+	case "subject":
+		return &it.subject
+	case "thread":
+		return &it.thread
+	case "id":
+		return &it.id
+	case "kind":
+		return &it.kind
+	case "stanza":
+		return &it.stanza
+	case "enqueued_at":
+		return &it.enqueuedAt
+	case "status":
+		return &it.status
+	case "show":
+		return &it.show
+	}
+	return nil
+}
+
+// parseItem scans body (valid UTF-8) as one JSON object into it. Member
+// names are matched exactly (case-sensitive) after unescaping; unknown
+// members are ignored; a null value counts as absent; when a member repeats
+// the last one wins.
+func parseItem(body []byte, it *item) *ItemError {
+	s := scanner{b: body}
+	var bad *ItemError
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != '{' {
+		return itemErr(ReasonInvalidJSON, "body is not a JSON object")
+	}
+	ok := s.object(func(rawKey []byte, esc bool) bool {
+		key := rawKey
+		var kbuf [16]byte
+		if esc {
+			if n, good := checkJSONString(rawKey, true); !good || n > len(kbuf) {
+				return s.value() // not one of ours
+			}
+			key = appendJSONString(kbuf[:0], rawKey, true)
+		}
+		if s.depth == 1 && string(key) == "payload" {
+			s.ws()
+			start := s.i
+			if !s.value() {
+				return false
+			}
+			v := body[start:s.i]
+			if string(v) == "null" {
+				v = nil
+			}
+			it.payload = v
+			return true
+		}
+		f := it.field(string(key))
+		if f == nil {
+			return s.value()
+		}
+		s.ws()
+		if s.i < len(s.b) && s.b[s.i] == '"' {
+			raw, e, good := s.str()
+			if !good {
+				return false
+			}
+			*f = jstr{raw: raw, esc: e, set: true}
+			return true
+		}
+		start := s.i
+		if !s.value() {
+			return false
+		}
+		if string(body[start:s.i]) == "null" {
+			*f = jstr{}
+			return true
+		}
+		if bad == nil {
+			bad = itemErr(ReasonBadField, excerpt(key)+" must be a string")
+		}
+		return true
+	})
+	if !ok {
+		return jsonError(&s)
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		s.err = jsonErr{off: s.i, msg: "data after the object"}
+		return jsonError(&s)
+	}
+	return bad
+}
+
+func jsonError(s *scanner) *ItemError {
+	end := min(s.err.off+12, len(s.b))
+	start := max(s.err.off-12, 0)
+	return itemErr(ReasonInvalidJSON, s.err.msg+" near "+excerpt(s.b[start:end]))
+}
