@@ -1,0 +1,222 @@
+package component
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmpp"
+	mcomponent "mellium.im/xmpp/component"
+	"mellium.im/xmpp/disco"
+	"mellium.im/xmpp/disco/info"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+)
+
+// Dial dials cfg.Server, negotiates the stream (ctx bounds only the dial and
+// the negotiation, not the session's life), then starts the read loop and the
+// keepalive. A refused secret or password yields an error wrapping ErrAuth, a
+// domain the server does not know one wrapping ErrHostUnknown.
+func Dial(ctx context.Context, cfg Config, in Inbound) (*Session, error) {
+	if cfg.Mode != "component" && cfg.Mode != "client" {
+		return nil, fmt.Errorf("component: unknown mode %q (want component or client)", cfg.Mode)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("component: dial %s: %w", cfg.Server, err)
+	}
+	s, err := open(ctx, cfg, in, conn)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open negotiates a session over conn (Dial without the dial, for tests).
+func open(ctx context.Context, cfg Config, in Inbound, conn net.Conn) (*Session, error) {
+	if in == nil {
+		return nil, errors.New("component: nil Inbound")
+	}
+	if cfg.Keepalive <= 0 {
+		cfg.Keepalive = DefaultKeepalive
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	switch cfg.Mode {
+	case "component":
+		addr, err := jid.Parse(cfg.Domain)
+		if err != nil || addr.Localpart() != "" || addr.Resourcepart() != "" {
+			return nil, fmt.Errorf("component: bad component domain %q", cfg.Domain)
+		}
+		xs, err := mcomponent.NewSession(ctx, addr, []byte(cfg.Secret), conn)
+		if err != nil {
+			return nil, componentErr(cfg, err)
+		}
+		s := newSession(cfg, in, log, xs, addr, disco.ComponentGeneric)
+		s.self = addr.String()
+		// See handleIQ: the server routes a ping from our domain to our domain
+		// back to us over this stream.
+		s.initPing(s.self, s.self)
+		s.start()
+		return s, nil
+	case "client":
+		return openClient(ctx, cfg, in, log, conn)
+	default:
+		return nil, fmt.Errorf("component: unknown mode %q (want component or client)", cfg.Mode)
+	}
+}
+
+func componentErr(cfg Config, err error) error {
+	var se stream.Error
+	if errors.As(err, &se) {
+		switch se.Err {
+		case stream.NotAuthorized.Err:
+			return fmt.Errorf("%w: the server at %s refused the secret for component %s (%s)", ErrAuth, cfg.Server, cfg.Domain, streamText(se))
+		case stream.HostUnknown.Err, stream.ImproperAddressing.Err:
+			return fmt.Errorf("%w: the server at %s does not serve component %s (%s)", ErrHostUnknown, cfg.Server, cfg.Domain, se.Err)
+		}
+		return fmt.Errorf("component: handshake of %s with %s: stream error %s %s", cfg.Domain, cfg.Server, se.Err, streamText(se))
+	}
+	return fmt.Errorf("component: handshake of %s with %s: %w", cfg.Domain, cfg.Server, err)
+}
+
+func streamText(se stream.Error) string {
+	if len(se.Text) > 0 && se.Text[0].Value != "" {
+		return se.Text[0].Value
+	}
+	return se.Err
+}
+
+func openClient(ctx context.Context, cfg Config, in Inbound, log *slog.Logger, conn net.Conn) (*Session, error) {
+	j, err := jid.Parse(cfg.JID)
+	if err != nil || j.Localpart() == "" {
+		return nil, fmt.Errorf("component: bad account JID %q", cfg.JID)
+	}
+	mechs := []sasl.Mechanism{sasl.ScramSha256Plus, sasl.ScramSha256, sasl.ScramSha1Plus, sasl.ScramSha1, sasl.Plain}
+	var features []xmpp.StreamFeature
+	var state xmpp.SessionState
+	switch cfg.TLS {
+	case "", "required":
+		tc, err := tlsConfig(cfg, j)
+		if err != nil {
+			return nil, err
+		}
+		features = append(features, xmpp.StartTLS(tc))
+	case "disabled":
+		// SASL is only offered on a secure stream; claim it, the operator
+		// chose a cleartext link. Channel binding needs TLS.
+		state = xmpp.Secure
+		mechs = []sasl.Mechanism{sasl.ScramSha256, sasl.ScramSha1, sasl.Plain}
+	default:
+		return nil, fmt.Errorf("component: unknown tls mode %q (want required or disabled)", cfg.TLS)
+	}
+	features = append(features, xmpp.SASL("", cfg.Password, mechs...), xmpp.BindResource())
+
+	xs, err := xmpp.NewSession(ctx, j.Domain(), j, conn, state, xmpp.NewNegotiator(
+		func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+			return xmpp.StreamConfig{Features: features}
+		}))
+	if err != nil {
+		if isSASLFailure(err) {
+			return nil, fmt.Errorf("%w: the server at %s refused the password of %s (%v)", ErrAuth, cfg.Server, j.Bare(), err)
+		}
+		var se stream.Error
+		if errors.As(err, &se) && se.Err == stream.HostUnknown.Err {
+			return nil, fmt.Errorf("%w: the server at %s does not serve %s", ErrHostUnknown, cfg.Server, j.Domain())
+		}
+		return nil, fmt.Errorf("component: negotiating %s with %s: %w", j.Bare(), cfg.Server, err)
+	}
+	s := newSession(cfg, in, log, xs, xs.LocalAddr(), disco.ClientBot)
+	s.self = s.addr.String()
+	s.initPing(s.self, s.addr.Domain().String())
+	s.start()
+	// Without initial presence the server does not route messages to the bare
+	// JID to us.
+	if err := s.Write([]byte("<presence/>")); err != nil {
+		s.kill(nil)
+		<-s.done
+		return nil, fmt.Errorf("component: initial presence: %w", err)
+	}
+	return s, nil
+}
+
+// isSASLFailure reports whether err is a SASL <failure/> from the server
+// (mellium's type is internal) or the lack of a common mechanism.
+func isSASLFailure(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if t := reflect.TypeOf(e); t != nil && strings.HasSuffix(t.PkgPath(), "/internal/saslerr") {
+			return true
+		}
+		if strings.Contains(e.Error(), "no matching SASL mechanisms") {
+			return true
+		}
+	}
+	return false
+}
+
+func tlsConfig(cfg Config, j jid.JID) (*tls.Config, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if cfg.TLSCA != "" {
+		pem, err := os.ReadFile(cfg.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("component: tls_ca: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("component: tls_ca %s: no PEM certificate found", cfg.TLSCA)
+		}
+	}
+	name := cfg.TLSServerName
+	if name == "" {
+		name = j.Domainpart()
+	}
+	return &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}, nil
+}
+
+func newSession(cfg Config, in Inbound, log *slog.Logger, xs *xmpp.Session, addr jid.JID, ident info.Identity) *Session {
+	var nb [6]byte
+	_, _ = rand.Read(nb[:])
+	ns := xs.In().XMLNS
+	s := &Session{
+		cfg:    cfg,
+		in:     in,
+		log:    log,
+		xs:     xs,
+		conn:   xs.Conn(),
+		addr:   addr,
+		ns:     ns,
+		nonce:  hex.EncodeToString(nb[:]),
+		t0:     time.Now(),
+		notify: make(chan struct{}, 1),
+		dead:   make(chan struct{}),
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	ident.Name = "xmppgw"
+	s.mux = newMux(ns, ident, cfg.Version)
+	s.lastRead.Store(s.now())
+	return s
+}
+
+func (s *Session) start() {
+	s.wg.Add(1)
+	go s.keepalive()
+	go s.serve()
+}

@@ -1,0 +1,248 @@
+// Package component owns one XMPP stream of the gateway: an XEP-0114
+// component connection or a client (c2s) account. It dials and negotiates,
+// writes pre-encoded stanzas in single raw writes, confirms them with ping
+// barriers, keeps the stream alive and answers the IQs every entity must
+// answer, and hands incoming messages and presences to the gateway.
+//
+// There is no reconnect loop here: a Session is one stream. When it dies Done
+// is closed and Err says why; the gateway dials a new one.
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/mux"
+
+	"xmppgw/stanza"
+)
+
+// Errors reported by Dial, the writers and Err.
+var (
+	ErrAuth        = errors.New("component: authentication failed")
+	ErrHostUnknown = errors.New("component: the server does not serve this domain")
+	ErrTimeout     = errors.New("component: keepalive timeout")
+	ErrClosed      = errors.New("component: session closed")
+)
+
+// DefaultKeepalive is used when Config.Keepalive is zero.
+const DefaultKeepalive = 30 * time.Second
+
+// Config describes one stream.
+type Config struct {
+	Mode          string        // "component" | "client"
+	Server        string        // host:port dialled
+	Domain        string        // component mode: the component's domain
+	Secret        string        // component mode: XEP-0114 shared secret
+	JID           string        // client mode: account JID, resource optional
+	Password      string        // client mode
+	TLS           string        // client mode: "required" | "disabled" (STARTTLS)
+	TLSCA         string        // client mode: PEM file of extra CAs
+	TLSServerName string        // client mode: default the JID's domain
+	Keepalive     time.Duration // ping interval when idle; a barrier unanswered for this long kills the session (ErrTimeout)
+	Version       string        // XEP-0092 version answered
+	Logger        *slog.Logger
+	Limits        stanza.Limits
+	// OnBarrier, if set, is called on the read goroutine with the round trip
+	// of each answered barrier. It must be cheap and must not block.
+	OnBarrier func(rtt time.Duration)
+}
+
+// Inbound receives what arrives on the stream. Both methods are called on the
+// session's read goroutine, one at a time, and must not block.
+type Inbound interface {
+	// Message gets message events (Kind "message") and bounces of our own
+	// stanzas (Kind "error"). ReceivedAt and ID are always set.
+	Message(s *Session, ev *stanza.Event)
+	// Presence gets every presence stanza.
+	Presence(s *Session, p *stanza.Presence)
+}
+
+// Session is one negotiated XMPP stream. Its methods are safe for concurrent
+// use.
+type Session struct {
+	cfg   Config
+	in    Inbound
+	log   *slog.Logger
+	xs    *xmpp.Session
+	conn  net.Conn
+	addr  jid.JID
+	self  string // address our barrier pings come from
+	ns    string // stanza namespace of the stream
+	mux   *mux.ServeMux
+	nonce string
+	t0    time.Time // base of the monotonic clock readings below
+
+	// Writer state, guarded by mellium's output lock (held via TokenWriter).
+	seq      uint64
+	wbuf     []byte
+	pingHead []byte // barrier ping up to the sequence number in its id
+	pingTail []byte // and after it
+
+	idPrefix   string        // "xb-<nonce>-": ids of our barrier pings
+	sent       atomic.Uint64 // highest barrier seq written
+	confirmed  atomic.Uint64
+	notify     chan struct{}
+	writeStart atomic.Int64 // s.now() when an unfinished raw write began, 0 if none
+	lastRead   atomic.Int64 // s.now() of the last element read
+
+	bmu     sync.Mutex
+	pending pendingQueue // send times of unconfirmed barriers, guarded by bmu
+
+	// Read goroutine only.
+	ebuf  []byte
+	inSeq uint64
+
+	killOnce  sync.Once
+	errMu     sync.Mutex
+	err       error
+	dead      chan struct{} // closed by kill
+	done      chan struct{} // closed when every goroutine of the session ended
+	wg        sync.WaitGroup
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closed    chan struct{} // closed when the </stream:stream> writer returned
+	pingBusy  atomic.Int64  // s.now() when a keepalive ping write started, 0 if none
+}
+
+// Addr is the session's own address: the component's domain, or the bound
+// full JID of the account.
+func (s *Session) Addr() jid.JID { return s.addr }
+
+// Confirmed is the highest barrier sequence number the server has answered.
+// Everything written before that barrier has been processed by the server.
+func (s *Session) Confirmed() uint64 { return s.confirmed.Load() }
+
+// Notify is signalled (capacity 1) whenever Confirmed grows.
+func (s *Session) Notify() <-chan struct{} { return s.notify }
+
+// Done is closed when the stream is dead and all of the session's goroutines
+// have ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err says why the session ended; nil while it runs and after a clean Close.
+func (s *Session) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+func (s *Session) now() int64 { return int64(time.Since(s.t0)) + 1 }
+
+// kill ends the session: the first cause wins, the connection is closed so
+// that every blocked read and write returns.
+func (s *Session) kill(err error) {
+	s.killOnce.Do(func() {
+		s.errMu.Lock()
+		s.err = err
+		s.errMu.Unlock()
+		close(s.dead)
+		if err != nil {
+			s.log.Warn("xmpp session ended", "err", err)
+		}
+		_ = s.conn.Close()
+	})
+}
+
+// Close ends the stream gracefully: it sends </stream:stream>, waits (bounded
+// by ctx) for the server to close its side, and closes the connection. It is
+// idempotent and safe to call concurrently with writers.
+func (s *Session) Close(ctx context.Context) error {
+	select {
+	case <-s.dead:
+		<-s.done
+		return nil
+	default:
+	}
+	s.closing.Store(true)
+	s.closeOnce.Do(func() {
+		go func() {
+			defer close(s.closed)
+			// Takes mellium's output lock: a writer blocked in the middle of a
+			// write is released by kill (ctx expiry) or the keepalive watchdog.
+			_ = s.xs.Close()
+		}()
+	})
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		err = fmt.Errorf("component: close: server did not end its stream: %w", ctx.Err())
+		s.kill(nil)
+		<-s.done
+	}
+	<-s.closed
+	return err
+}
+
+// serve runs the read loop until the stream ends, then tears down.
+func (s *Session) serve() {
+	err := s.xs.Serve(xmpp.HandlerFunc(s.handle))
+	switch {
+	case s.closing.Load():
+		s.kill(nil)
+	case err == nil:
+		s.kill(fmt.Errorf("%w: the server ended the stream", ErrClosed))
+	default:
+		s.kill(fmt.Errorf("component: stream: %w", err))
+	}
+	s.wg.Wait()
+	close(s.done)
+}
+
+// pendingQueue is a growable ring of (seq, sent time) of unconfirmed barriers,
+// in increasing seq order.
+type pendingQueue struct {
+	buf  []pendingBarrier
+	head int
+	n    int
+}
+
+type pendingBarrier struct {
+	seq uint64
+	at  int64
+}
+
+func (q *pendingQueue) push(seq uint64, at int64) {
+	if q.n == len(q.buf) {
+		nb := make([]pendingBarrier, max(16, 2*len(q.buf)))
+		for i := range q.n {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = pendingBarrier{seq, at}
+	q.n++
+}
+
+// popThrough removes every barrier up to seq and returns seq's send time, 0
+// if it was not pending.
+func (q *pendingQueue) popThrough(seq uint64) (at int64) {
+	for q.n > 0 {
+		b := q.buf[q.head]
+		if b.seq > seq {
+			break
+		}
+		if b.seq == seq {
+			at = b.at
+		}
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+	}
+	return at
+}
+
+func (q *pendingQueue) oldest() (at int64, ok bool) {
+	if q.n == 0 {
+		return 0, false
+	}
+	return q.buf[q.head].at, true
+}
