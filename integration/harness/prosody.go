@@ -1,0 +1,283 @@
+package harness
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timeouts of the Prosody process.
+const (
+	prosodyStartTimeout = 15 * time.Second
+	prosodyStopTimeout  = 10 * time.Second
+)
+
+// ProsodyOptions shapes the Prosody of one test. The zero value is a server
+// for "localhost" with the component "gw.localhost" and a random secret.
+type ProsodyOptions struct {
+	Domain          string            // default "localhost"
+	ComponentDomain string            // default "gw.localhost"
+	Secret          string            // default random
+	Users           map[string]string // user -> password, registered after start
+	LogLevel        string            // default "warn"
+	Global          string            // extra Lua for the global section
+	Host            string            // extra Lua for the VirtualHost section
+}
+
+// Prosody is a Prosody server run by one test. Its fields do not change
+// across Stop and Start.
+type Prosody struct {
+	C2SAddr         string // 127.0.0.1:port of client connections
+	ComponentAddr   string // 127.0.0.1:port of the component (XEP-0114) listener
+	Domain          string // the VirtualHost, "localhost"
+	ComponentDomain string // "gw.localhost"
+	Secret          string // the component secret
+	Dir             string // data_path, config, pidfile and log
+	ConfigFile      string
+	LogFile         string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	out  *syncBuffer   // stdout and stderr of all runs
+}
+
+// StartProsody writes a config for a new Prosody into t.TempDir(), starts it,
+// waits for its ports, registers opts.Users, and stops it when the test ends
+// (logging its output and log file if the test failed).
+func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
+	t.Helper()
+	if _, err := exec.LookPath("prosody"); err != nil {
+		t.Fatal("prosody not installed: run .ci/setup")
+	}
+	if opts.Domain == "" {
+		opts.Domain = "localhost"
+	}
+	if opts.ComponentDomain == "" {
+		opts.ComponentDomain = "gw." + opts.Domain
+	}
+	if opts.Secret == "" {
+		opts.Secret = randomHex(16)
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "warn"
+	}
+	dir := t.TempDir()
+	c2s, comp := FreePort(t), FreePort(t)
+	for comp == c2s {
+		comp = FreePort(t)
+	}
+	p := &Prosody{
+		C2SAddr:         net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s)),
+		ComponentAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(comp)),
+		Domain:          opts.Domain,
+		ComponentDomain: opts.ComponentDomain,
+		Secret:          opts.Secret,
+		Dir:             dir,
+		ConfigFile:      filepath.Join(dir, "prosody.cfg.lua"),
+		LogFile:         filepath.Join(dir, "prosody.log"),
+		out:             &syncBuffer{},
+	}
+	snippet, err := ComponentSnippet(RepoRoot(t), p.ComponentDomain, p.Secret, comp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := renderConfig(configData{
+		Dir:       dir,
+		PIDFile:   filepath.Join(dir, "prosody.pid"),
+		LogFile:   p.LogFile,
+		LogLevel:  opts.LogLevel,
+		Domain:    p.Domain,
+		C2SPort:   c2s,
+		Component: snippet,
+		Global:    opts.Global,
+		Host:      opts.Host,
+	})
+	if err != nil {
+		t.Fatalf("harness: prosody config: %v", err)
+	}
+	if err := os.WriteFile(p.ConfigFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			p.logOutput(t)
+		}
+	})
+	p.Start(t)
+	for user, pass := range opts.Users {
+		p.Register(t, user, pass)
+	}
+	return p
+}
+
+// Start starts the server again after Stop or Kill, on the same ports and
+// data directory, and waits for its ports. Starting a running server fails
+// the test.
+func (p *Prosody) Start(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		t.Fatal("harness: prosody already running")
+	}
+	cmd := exec.Command("prosody", "--config", p.ConfigFile, "-F")
+	cmd.Dir = p.Dir
+	cmd.Stdout = p.out
+	cmd.Stderr = p.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("harness: start prosody: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+
+	deadline := time.Now().Add(prosodyStartTimeout)
+	for _, addr := range []string{p.C2SAddr, p.ComponentAddr} {
+		for {
+			if err := WaitTCP(addr, 100*time.Millisecond); err == nil {
+				break
+			}
+			select {
+			case <-done:
+				p.cmd = nil
+				p.logOutput(t)
+				t.Fatalf("harness: prosody exited during start: %v", cmd.ProcessState)
+			default:
+			}
+			if time.Now().After(deadline) {
+				p.mu.Unlock()
+				p.stop(syscall.SIGKILL)
+				p.mu.Lock()
+				p.logOutput(t)
+				t.Fatalf("harness: prosody did not open %s within %s", addr, prosodyStartTimeout)
+			}
+		}
+	}
+}
+
+// Stop stops the server gracefully (SIGTERM, SIGKILL after a timeout) and
+// waits until it has exited. Its data stays; Start runs it again.
+func (p *Prosody) Stop(t testing.TB) {
+	t.Helper()
+	if err := p.stop(syscall.SIGTERM); err != nil {
+		t.Error(err)
+	}
+}
+
+// Kill stops the server with SIGKILL: no goodbye to the sessions.
+func (p *Prosody) Kill(t testing.TB) {
+	t.Helper()
+	if err := p.stop(syscall.SIGKILL); err != nil {
+		t.Error(err)
+	}
+}
+
+// Running reports whether the server process is running.
+func (p *Prosody) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *Prosody) stop(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	cmd, done := p.cmd, p.done
+	p.cmd, p.done = nil, nil
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(prosodyStopTimeout):
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+	return fmt.Errorf("harness: prosody did not stop within %s of %v; killed", prosodyStopTimeout, sig)
+}
+
+// Register creates (or resets the password of) an account on the
+// VirtualHost with prosodyctl. It works while the server runs or not.
+func (p *Prosody) Register(t testing.TB, user, pass string) {
+	t.Helper()
+	cmd := exec.Command("prosodyctl", "--config", p.ConfigFile, "register", user, p.Domain, pass)
+	cmd.Dir = p.Dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("harness: prosodyctl register %s: %v\n%s", user, err, out)
+	}
+}
+
+// JID returns user@Domain.
+func (p *Prosody) JID(user string) string { return user + "@" + p.Domain }
+
+// Log returns the server's log file so far.
+func (p *Prosody) Log() string {
+	b, _ := os.ReadFile(p.LogFile)
+	return string(b)
+}
+
+func (p *Prosody) logOutput(t testing.TB) {
+	t.Helper()
+	if out := p.out.String(); out != "" {
+		t.Logf("prosody output:\n%s", out)
+	}
+	if log := p.Log(); log != "" {
+		const max = 16 << 10
+		if len(log) > max {
+			log = "…" + log[len(log)-max:]
+		}
+		t.Logf("prosody log %s:\n%s", p.LogFile, log)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(errors.New("harness: no randomness"))
+	}
+	return hex.EncodeToString(b)
+}
