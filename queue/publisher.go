@@ -245,13 +245,11 @@ func (p *Publisher) finish(cause error) {
 	p.dead = true
 	pending := p.pending
 	p.pending = nil
-	if p.closing && (cause == nil || isCloseOK(cause)) {
-		cause = nil
-	} else if cause == nil {
-		cause = errors.New("connection closed") // closed without a reason
-	}
-	p.err = nil
-	if cause != nil {
+	switch {
+	case p.closing && (cause == nil || isCloseOK(cause)):
+		p.err = nil
+	default:
+		// cause nil: closed without a reason, behind our back.
 		p.err = closedError(cause)
 	}
 	if p.unblocked != nil {
