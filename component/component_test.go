@@ -407,3 +407,66 @@ func TestServerEndsStream(t *testing.T) {
 		})
 	}
 }
+
+func TestStuckServerTimesOut(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Keepalive = 100 * time.Millisecond
+	s, _ := pipeSession(t, cfg, newRecorder())
+	// The server reads nothing: net.Pipe blocks the write; the watchdog must
+	// end the session and release the writer.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.WriteWithBarrier([]byte(`<message to='a@example.org'><body>x</body></message>`))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("blocked write returned %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("write still blocked")
+	}
+	<-s.Done()
+	if !errors.Is(s.Err(), ErrTimeout) {
+		t.Errorf("Err() = %v, want ErrTimeout", s.Err())
+	}
+}
+
+func TestCloseWithConcurrentWriters(t *testing.T) {
+	s, f := pipeSession(t, testConfig(t), newRecorder())
+	go func() {
+		for {
+			if _, ok := f.next(); !ok {
+				f.send(`</stream:stream>`)
+				return
+			}
+		}
+	}()
+	var writers [4]chan error
+	for i := range writers {
+		writers[i] = make(chan error, 1)
+		go func() {
+			for {
+				if _, err := s.WriteWithBarrier([]byte(`<message to='a@example.org'><body>x</body></message>`)); err != nil {
+					writers[i] <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	for _, w := range writers {
+		if err := <-w; !errors.Is(err, ErrClosed) {
+			t.Errorf("writer ended with %v, want ErrClosed", err)
+		}
+	}
+	if s.Err() != nil {
+		t.Errorf("Err() = %v after clean Close", s.Err())
+	}
+}

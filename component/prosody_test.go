@@ -191,3 +191,22 @@ func TestProsodyClientAndComponent(t *testing.T) {
 	}
 	bot.mu.Unlock()
 }
+
+func TestProsodyClientAuth(t *testing.T) {
+	cfg := prosodyClientConfig(t)
+	cfg.Password = "definitely-wrong"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := Dial(ctx, cfg, newRecorder())
+	if !errors.Is(err, ErrAuth) {
+		if s != nil {
+			s.kill(nil)
+			<-s.Done()
+		}
+		t.Fatalf("wrong password: %v, want ErrAuth", err)
+	}
+	if strings.Contains(err.Error(), cfg.Password) {
+		t.Errorf("error leaks the password: %v", err)
+	}
+	t.Logf("wrong password: %v", err)
+}
