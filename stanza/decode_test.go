@@ -1,0 +1,201 @@
+package stanza
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startOf reads the first start element of s and returns it with the
+// decoder positioned after it, as mellium's handlers get it.
+func startOf(t testing.TB, s string) (xml.StartElement, *xml.Decoder) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(s))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatalf("no start element in %q: %v", s, err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local != "stream" {
+			return se.Copy(), d
+		}
+	}
+}
+
+const wrap = `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>`
+
+func TestDecodeMessage(t *testing.T) {
+	tests := []struct {
+		in   string
+		lim  Limits
+		want Event
+		cond string
+	}{
+		0: {in: `<message from='a@example.org/p' to='n@gw' id='i1' type='chat'><body>hi &amp; &lt;</body><thread>t</thread><subject>s</subject></message>`,
+			want: Event{Kind: "message", ID: "i1", From: "a@example.org/p", To: "n@gw", Type: "chat", Text: "hi & <", Subject: "s", Thread: "t"}},
+		1: {in: `<message from='a@b' to='n@gw'><body>x</body><body xml:lang='de'>y</body></message>`,
+			want: Event{Kind: "message", From: "a@b", To: "n@gw", Type: "normal", Text: "x"}},
+		2: {in: `<message from='a@b' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+			want: Event{From: "a@b", Type: "chat"}},
+		3: {in: `<message from='a@b'><json xmlns='urn:xmpp:json:0'>{"k":1}</json></message>`,
+			want: Event{Kind: "message", From: "a@b", Type: "normal", Payload: json.RawMessage(`{"k":1}`)}},
+		4: {in: `<message from='a@b' to='n@gw' type='error' id='ours'><body>orig</body><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone</text></error></message>`,
+			want: Event{Kind: "error", ID: "ours", From: "a@b", To: "n@gw", Type: "error", Text: "gone", Condition: "service-unavailable"}},
+		5: {in: `<message from='a@b' type='weird'><body>x</body><x xmlns='urn:y'><body>inner</body></x></message>`,
+			want: Event{Kind: "message", From: "a@b", Type: "normal", Text: "x"}},
+		6: {in: `<message from='a@b'><body>` + strings.Repeat("x", 11) + `</body></message>`, lim: Limits{MaxTextBytes: 10},
+			want: Event{From: "a@b", Type: "normal"}, cond: "policy-violation"},
+		7: {in: `<message from='a@b'><json xmlns='urn:xmpp:json:0'>{bad</json></message>`,
+			want: Event{From: "a@b", Type: "normal"}, cond: "not-acceptable"},
+		8: {in: `<message from='a@b'><a xmlns='urn:a'><a><a><a/></a></a></a><body>x</body></message>`, lim: Limits{MaxDepth: 3},
+			want: Event{From: "a@b", Type: "normal"}, cond: "policy-violation"},
+		9: {in: `<message from='a@b'><json xmlns='urn:xmpp:json:0'>` + strings.Repeat("1", 20) + `</json></message>`, lim: Limits{MaxPayloadBytes: 10},
+			want: Event{From: "a@b", Type: "normal"}, cond: "policy-violation"},
+		10: {in: `<message><body xmlns='urn:other'>x</body></message>`, want: Event{Type: "normal"}},
+		11: {in: `<message><body/></message>`, want: Event{Kind: "message", Type: "normal"}},
+	}
+	for i, tc := range tests {
+		start, d := startOf(t, wrap+tc.in+`<message><body>next</body></message>`)
+		ev, err := DecodeMessage(start, d, tc.lim)
+		var de *DecodeError
+		switch {
+		case tc.cond == "" && err != nil:
+			t.Errorf("%d: %v", i, err)
+		case tc.cond != "" && (!errors.As(err, &de) || de.Condition != tc.cond || de.Type != "modify"):
+			t.Errorf("%d: err %v, want %s", i, err, tc.cond)
+		}
+		if tc.cond == "" {
+			if string(ev.Payload) != string(tc.want.Payload) {
+				t.Errorf("%d: payload %s", i, ev.Payload)
+			}
+			ev.Payload, tc.want.Payload = nil, nil
+			if ev.Kind != tc.want.Kind || ev.ID != tc.want.ID || ev.From != tc.want.From || ev.To != tc.want.To || ev.Type != tc.want.Type ||
+				ev.Text != tc.want.Text || ev.Subject != tc.want.Subject || ev.Thread != tc.want.Thread || ev.Condition != tc.want.Condition {
+				t.Errorf("%d:\n got %+v\nwant %+v", i, ev, tc.want)
+			}
+		} else if ev.From != tc.want.From {
+			t.Errorf("%d: addressing lost on error: %+v", i, ev)
+		}
+		// The element was consumed to its end: the next one reads cleanly.
+		start2, err := nextStart(d)
+		if err != nil || start2.Name.Local != "message" {
+			t.Fatalf("%d: stream not usable after decode: %v", i, err)
+		}
+		ev2, err := DecodeMessage(start2, d, Limits{})
+		if err != nil || ev2.Text != "next" {
+			t.Errorf("%d: next message %+v %v", i, ev2, err)
+		}
+	}
+}
+
+func nextStart(d *xml.Decoder) (xml.StartElement, error) {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return xml.StartElement{}, err
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			return se, nil
+		}
+	}
+}
+
+func TestDecodeMessageEOF(t *testing.T) {
+	start, d := startOf(t, `<message><body>x`)
+	if _, err := DecodeMessage(start, d, Limits{}); err == nil {
+		t.Fatalf("err %v", err)
+	}
+	start, d = startOf(t, `<presence><status>x`)
+	if _, err := DecodePresence(start, d, Limits{}); err == nil {
+		t.Fatal("no error at end of input")
+	}
+	r := &tokens{toks: []xml.Token{xml.CharData("x"), xml.EndElement{Name: xml.Name{Local: "presence"}}}}
+	if _, err := DecodePresence(xml.StartElement{Name: xml.Name{Local: "presence"}}, r, Limits{}); err != nil || len(r.toks) != 0 {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// tokens is a scripted xml.TokenReader.
+type tokens struct{ toks []xml.Token }
+
+func (r *tokens) Token() (xml.Token, error) {
+	if len(r.toks) == 0 {
+		return nil, io.EOF
+	}
+	t := r.toks[0]
+	r.toks = r.toks[1:]
+	return t, nil
+}
+
+func TestDecodePresence(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Presence
+		cond string
+	}{
+		0: {in: `<presence from='a@b/r' to='n@gw' id='p1'><show>away</show><status>out &amp; about</status><priority> 5 </priority></presence>`,
+			want: Presence{From: "a@b/r", To: "n@gw", ID: "p1", Type: "available", Show: "away", Status: "out & about", Priority: 5}},
+		1: {in: `<presence from='a@b' type='subscribe'/>`, want: Presence{From: "a@b", Type: "subscribe"}},
+		2: {in: `<presence from='a@b'><priority>999</priority></presence>`, want: Presence{From: "a@b", Type: "available"}, cond: "bad-request"},
+		3: {in: `<presence from='a@b'><status>` + strings.Repeat("s", 300<<10) + `</status></presence>`, want: Presence{From: "a@b", Type: "available"}, cond: "policy-violation"},
+	}
+	for i, tc := range tests {
+		start, d := startOf(t, wrap+tc.in)
+		p, err := DecodePresence(start, d, Limits{})
+		var de *DecodeError
+		if tc.cond == "" && err != nil || tc.cond != "" && (!errors.As(err, &de) || de.Condition != tc.cond) {
+			t.Errorf("%d: err %v want %q", i, err, tc.cond)
+		}
+		if tc.cond == "" && p != tc.want || tc.cond != "" && p.From != tc.want.From {
+			t.Errorf("%d:\n got %+v\nwant %+v", i, p, tc.want)
+		}
+	}
+}
+
+func TestEventJSON(t *testing.T) {
+	at := time.Date(2026, 11, 22, 11, 0, 0, 123456789, time.FixedZone("x", 3600))
+	ev := Event{Kind: "message", ID: "a1", From: "alice@example.org/phone", To: "notices@gw.example.org",
+		Type: "chat", Text: "hello \"\\\n\t\x01 é 😀 \u2028 \xff", Payload: json.RawMessage(`{"k":1}`), ReceivedAt: at}
+	got := string(ev.AppendJSON([]byte("x")))
+	want := `x{"kind":"message","id":"a1","from":"alice@example.org/phone","to":"notices@gw.example.org","type":"chat","text":"hello \"\\\n\t\u0001 é 😀 ` + "\u2028" + ` \ufffd","payload":{"k":1},"received_at":"2026-11-22T10:00:00.123456Z"}`
+	if got != want {
+		t.Fatalf("\n got %s\nwant %s", got, want)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(got[1:]), &m); err != nil {
+		t.Fatal(err)
+	}
+	e2 := Event{Kind: "error", ID: "x", Condition: "item-not-found", Show: "s", Status: "t", Subject: "u", Thread: "v"}
+	if got := string(e2.AppendJSON(nil)); got != `{"kind":"error","id":"x","subject":"u","thread":"v","condition":"item-not-found","show":"s","status":"t"}` {
+		t.Fatal(got)
+	}
+	if got := string((&Event{}).AppendJSON(nil)); got != `{}` {
+		t.Fatal(got)
+	}
+}
+
+func TestBuilders(t *testing.T) {
+	tests := []struct{ got, want string }{
+		0: {string(AppendPing(nil, "gw", "example.org", "p1")), `<iq type='get' from='gw' to='example.org' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>`},
+		1: {string(AppendPing(nil, "", "", "p'1")), `<iq type='get' id='p&apos;1'><ping xmlns='urn:xmpp:ping'/></iq>`},
+		2: {string(AppendPresence(nil, "n@gw", "a@b", "i", "subscribed", "", "")), `<presence from='n@gw' to='a@b' type='subscribed' id='i'/>`},
+		3: {string(AppendPresence(nil, "n@gw", "", "", "", "dnd", "a<b\x00")), "<presence from='n@gw'><show>dnd</show><status>a&lt;b\uFFFD</status></presence>"},
+		4: {string(AppendMessageError(nil, &Event{From: "a@b/r", To: "n@gw", ID: "m1"}, "wait", "resource-constraint", "busy & full")),
+			`<message type='error' from='n@gw' to='a@b/r' id='m1'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>busy &amp; full</text></error></message>`},
+		5: {string(AppendPresenceError(nil, &Presence{From: "a@b", To: "n@gw"}, "bogus", "x'><evil/>", "")),
+			`<presence type='error' from='n@gw' to='a@b'><error type='cancel'><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>`},
+	}
+	for i, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%d:\n got %s\nwant %s", i, tc.got, tc.want)
+		}
+		parseOne(t, []byte(tc.got))
+	}
+	if GenerateID(1) == GenerateID(2) || len(GenerateID(0)) != 16 || GenerateID(7) != GenerateID(7) {
+		t.Fatal("GenerateID")
+	}
+}
