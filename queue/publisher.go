@@ -458,3 +458,10 @@ func (p *Publisher) CloseContext(ctx context.Context) error {
 	})
 	return p.closeErr
 }
+
+// Declare declares t on the Publisher's connection (see the function
+// Declare), on short-lived channels of its own: a conflict never closes the
+// publishing channel.
+func (p *Publisher) Declare(t Topology) error {
+	return Declare(p.conn, t)
+}

@@ -114,3 +114,27 @@ func TestDeclareBadType(t *testing.T) {
 		t.Fatalf("Declare: %v, want ErrTopology naming amqp.queue_type", err)
 	}
 }
+
+func TestPublisherDeclare(t *testing.T) {
+	a := newAdmin(t)
+	top := testTopology(t, Quorum)
+	p := dialPublisher(t)
+	if err := p.Declare(top); err != nil {
+		t.Fatal(err)
+	}
+	top.QueueType = Classic
+	if err := p.Declare(top); !errors.Is(err, ErrTopology) {
+		t.Fatalf("Declare classic over quorum: %v, want ErrTopology", err)
+	}
+	// The publishing channel is unharmed.
+	c, err := p.Publish(testCtx(t), top.InQueue, amqp.Publishing{Body: []byte("x")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if qi, err := a.inspect(t, top.InQueue); err != nil || qi.Messages != 1 {
+		t.Fatalf("in queue: %d messages, %v", qi.Messages, err)
+	}
+}
