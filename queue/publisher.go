@@ -139,7 +139,10 @@ func (p *Publisher) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.R
 			p.onReturn(&r)
 		case c, ok := <-confirms:
 			if !ok {
+				// The channel is gone (for whatever reason, even one
+				// without a close notification): so is the Publisher.
 				confirms = nil
+				closeConn()
 				continue
 			}
 			p.onConfirm(c)
@@ -150,9 +153,6 @@ func (p *Publisher) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.R
 			}
 			if cause == nil {
 				cause = fmt.Errorf("channel: %w", e)
-				// The publishing channel is the Publisher: without it the
-				// connection has no use.
-				closeConn()
 			}
 		case e, ok := <-connClose:
 			if !ok {
