@@ -176,7 +176,13 @@ func (p *Publisher) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.R
 func (p *Publisher) onReturn(r *amqp.Return) {
 	var found *Confirm
 	p.mu.Lock()
-	for _, c := range p.pending {
+	// pending holds consecutive sequence numbers: skip straight past the
+	// last returned publish.
+	start := 0
+	if len(p.pending) > 0 && p.lastReturnSeq >= p.pending[0].seq {
+		start = int(p.lastReturnSeq-p.pending[0].seq) + 1
+	}
+	for _, c := range p.pending[min(start, len(p.pending)):] {
 		if c.seq > p.lastReturnSeq && c.mandatory && c.returned == nil && c.matches(r) {
 			found = c
 			c.returned = &ReturnedError{Key: r.RoutingKey, ReplyCode: r.ReplyCode, ReplyText: r.ReplyText}
