@@ -210,6 +210,12 @@ func decodeShort(f jstr, name string, max int) ([]byte, *ItemError) {
 
 // checkText validates a character-data member and its bound.
 func checkText(f jstr, name string, max int) *ItemError {
+	if f.plain {
+		if len(f.raw) > max {
+			return itemErr(ReasonTooLong, fmt.Sprintf("%s is %d bytes, over the limit of %d", name, len(f.raw), max))
+		}
+		return nil
+	}
 	n, ok := checkJSONString(f.raw, f.esc)
 	if !ok {
 		return itemErr(ReasonInvalidChar, name+" holds a character XML cannot carry")
@@ -407,7 +413,7 @@ func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info In
 		if e.o.MaxPayloadBytes > 0 && len(it.payload) > e.o.MaxPayloadBytes {
 			return nil, info, itemErr(ReasonTooLong, fmt.Sprintf("payload is %d bytes, over the limit of %d", len(it.payload), e.o.MaxPayloadBytes))
 		}
-		if hasNonChar(it.payload) {
+		if !it.payloadPlain && hasNonChar(it.payload) {
 			return nil, info, itemErr(ReasonInvalidChar, "payload holds a character XML cannot carry")
 		}
 	}
@@ -427,22 +433,26 @@ func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info In
 	dst = append(dst, '>')
 	if hasSubject {
 		dst = append(dst, "<subject>"...)
-		dst = appendJSONStringXML(dst, it.subject.raw, it.subject.esc, false)
+		dst = appendJstr(dst, it.subject)
 		dst = append(dst, "</subject>"...)
 	}
 	if hasText {
 		dst = append(dst, "<body>"...)
-		dst = appendJSONStringXML(dst, it.text.raw, it.text.esc, false)
+		dst = appendJstr(dst, it.text)
 		dst = append(dst, "</body>"...)
 	}
 	if it.thread.set && len(it.thread.raw) > 0 {
 		dst = append(dst, "<thread>"...)
-		dst = appendJSONStringXML(dst, it.thread.raw, it.thread.esc, false)
+		dst = appendJstr(dst, it.thread)
 		dst = append(dst, "</thread>"...)
 	}
 	if it.payload != nil {
 		dst = append(dst, "<json xmlns='urn:xmpp:json:0'>"...)
-		dst = appendEsc(dst, it.payload, false)
+		if it.payloadPlain {
+			dst = append(dst, it.payload...)
+		} else {
+			dst = appendEsc(dst, it.payload, false)
+		}
 		dst = append(dst, "</json>"...)
 	}
 	dst = append(dst, "</message>"...)
@@ -530,8 +540,16 @@ func (e *Encoder) appendPresenceItem(dst, body []byte, it *item, m *Meta, info I
 	}
 	if it.status.set && len(it.status.raw) > 0 {
 		dst = append(dst, "<status>"...)
-		dst = appendJSONStringXML(dst, it.status.raw, it.status.esc, false)
+		dst = appendJstr(dst, it.status)
 		dst = append(dst, "</status>"...)
 	}
 	return append(dst, "</presence>"...), info, nil
+}
+
+// appendJstr appends the decoded string member f escaped as character data.
+func appendJstr(dst []byte, f jstr) []byte {
+	if f.plain {
+		return append(dst, f.raw...)
+	}
+	return appendJSONStringXML(dst, f.raw, f.esc, false)
 }

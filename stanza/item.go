@@ -3,15 +3,17 @@ package stanza
 // jstr is a string member of an item: the raw JSON string body (between the
 // quotes) and whether it holds escapes.
 type jstr struct {
-	raw []byte
-	esc bool
-	set bool
+	raw   []byte
+	esc   bool
+	plain bool // copy into XML as is: no escapes, nothing to escape
+	set   bool
 }
 
 // item holds the members of one outbound item as spans of the body.
 type item struct {
 	target, text, typ, from, subject, thread, id, kind, stanza, enqueuedAt, status, show jstr
 	payload                                                                              []byte
+	payloadPlain                                                                         bool
 }
 
 // fieldName returns the name of the member of it that key names, or nil.
@@ -67,11 +69,12 @@ func parseItem(body []byte, it *item) *ItemError {
 		}
 		if s.depth == 1 && string(key) == "payload" {
 			s.ws()
-			start := s.i
+			start, special := s.i, s.special
 			if !s.value() {
 				return false
 			}
 			v := body[start:s.i]
+			it.payloadPlain = s.special == special
 			if string(v) == "null" {
 				v = nil
 			}
@@ -84,11 +87,11 @@ func parseItem(body []byte, it *item) *ItemError {
 		}
 		s.ws()
 		if s.i < len(s.b) && s.b[s.i] == '"' {
-			raw, e, good := s.str()
+			raw, e, plain, good := s.str()
 			if !good {
 				return false
 			}
-			*f = jstr{raw: raw, esc: e, set: true}
+			*f = jstr{raw: raw, esc: e, plain: plain, set: true}
 			return true
 		}
 		start := s.i

@@ -17,10 +17,11 @@ type jsonErr struct {
 // scanner is a validating JSON scanner over one document. It never
 // allocates: string values are reported as spans of the input.
 type scanner struct {
-	b     []byte
-	i     int
-	depth int
-	err   jsonErr
+	b       []byte
+	i       int
+	depth   int
+	special int // count of strings that are not plain, and of CRs outside strings
+	err     jsonErr
 }
 
 func (s *scanner) fail(msg string) bool {
@@ -33,7 +34,10 @@ func (s *scanner) fail(msg string) bool {
 func (s *scanner) ws() {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
+		case ' ', '\t', '\n':
+			s.i++
+		case '\r':
+			s.special++
 			s.i++
 		default:
 			return
@@ -41,47 +45,75 @@ func (s *scanner) ws() {
 	}
 }
 
+// strClass classifies bytes inside JSON strings: 0 plain; 1 quote;
+// 2 backslash; 3 control (invalid raw in JSON); 4 needs XML escaping or a
+// closer look (& < > ' and 0xEF, the lead byte of U+FFFE and U+FFFF).
+var strClass = func() (t [256]byte) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = 3
+	}
+	t['"'], t['\\'] = 1, 2
+	t['&'], t['<'], t['>'], t['\''], t[0xEF] = 4, 4, 4, 4, 4
+	return t
+}()
+
 // str scans a string starting at the opening quote. It returns the span
-// between the quotes and whether it holds escapes.
-func (s *scanner) str() (raw []byte, esc bool, ok bool) {
+// between the quotes, whether it holds escapes, and whether it is plain:
+// no escapes, nothing XML must escape, no U+FFFE/U+FFFF, so it can be
+// copied into XML as is. A string that is not plain increments s.special.
+func (s *scanner) str() (raw []byte, esc, plain, ok bool) {
 	b := s.b
-	s.i++ // opening quote
-	start := s.i
-	for s.i < len(b) {
-		c := b[s.i]
-		switch {
-		case c == '"':
-			raw = b[start:s.i]
-			s.i++
-			return raw, esc, true
-		case c == '\\':
-			esc = true
-			if s.i+1 >= len(b) {
-				return nil, false, s.fail("unterminated string")
+	i := s.i + 1 // opening quote
+	start := i
+	plain = true
+	for {
+		for i+4 <= len(b) && strClass[b[i]]|strClass[b[i+1]]|strClass[b[i+2]]|strClass[b[i+3]] == 0 {
+			i += 4
+		}
+		for i < len(b) && strClass[b[i]] == 0 {
+			i++
+		}
+		if i >= len(b) {
+			s.i = i
+			return nil, false, false, s.fail("unterminated string")
+		}
+		switch strClass[b[i]] {
+		case 1:
+			s.i = i + 1
+			if !plain {
+				s.special++
 			}
-			switch b[s.i+1] {
+			return b[start:i], esc, plain, true
+		case 2:
+			esc, plain = true, false
+			s.i = i
+			if i+1 >= len(b) {
+				return nil, false, false, s.fail("unterminated string")
+			}
+			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i += 2
+				i += 2
 			case 'u':
-				if s.i+6 > len(b) {
-					return nil, false, s.fail("short \\u escape")
+				if i+6 > len(b) {
+					return nil, false, false, s.fail("short \\u escape")
 				}
-				for _, h := range b[s.i+2 : s.i+6] {
+				for _, h := range b[i+2 : i+6] {
 					if hexVal(h) < 0 {
-						return nil, false, s.fail("bad \\u escape")
+						return nil, false, false, s.fail("bad \\u escape")
 					}
 				}
-				s.i += 6
+				i += 6
 			default:
-				return nil, false, s.fail("bad escape")
+				return nil, false, false, s.fail("bad escape")
 			}
-		case c < 0x20:
-			return nil, false, s.fail("control character in string")
+		case 3:
+			s.i = i
+			return nil, false, false, s.fail("control character in string")
 		default:
-			s.i++
+			plain = false
+			i++
 		}
 	}
-	return nil, false, s.fail("unterminated string")
 }
 
 func hexVal(c byte) rune {
@@ -104,7 +136,7 @@ func (s *scanner) value() bool {
 	}
 	switch c := s.b[s.i]; {
 	case c == '"':
-		_, _, ok := s.str()
+		_, _, _, ok := s.str()
 		return ok
 	case c == '{':
 		return s.object(nil)
@@ -222,7 +254,7 @@ func (s *scanner) object(member func(key []byte, esc bool) bool) bool {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
 			return s.fail("expected object key")
 		}
-		key, esc, ok := s.str()
+		key, esc, _, ok := s.str()
 		if !ok {
 			return false
 		}
