@@ -16,6 +16,9 @@ import (
 // ErrorHeader is the header DeadLetter adds, naming why the item failed.
 const ErrorHeader = "x-xmppgw-error"
 
+// confirmBuffer is the capacity of the channel of confirm notifications.
+const confirmBuffer = 1024
+
 // CloseTimeout bounds how long Close waits for outstanding confirms and for
 // the broker's close-ok.
 const CloseTimeout = 5 * time.Second
@@ -34,9 +37,11 @@ const CloseTimeout = 5 * time.Second
 // sends the basic.return of a publish before its basic.ack, and amqp091
 // dispatches both from the connection's single reader goroutine, in that
 // order. The returns and the (re-sequenced) confirms are received by one
-// goroutine (run) from two unbuffered channels: the reader blocks on one
-// hand-off at a time, so run sees a publish's return before its confirm,
-// and processes them in that order. A return is matched to the oldest
+// goroutine (run); the returns channel is unbuffered, so the reader cannot
+// go on to dispatch the confirm of a publish before run has taken its
+// return, and run handles the return before it selects again: a publish's
+// return is always handled before its confirm (earlier confirms may still
+// wait in the buffered confirms channel, which does not matter). A return is matched to the oldest
 // outstanding mandatory publish after the previously returned one whose
 // routing key, message id, correlation id, type, content type, app id and
 // body (length and hash) are the same. Only an identical message published
@@ -106,8 +111,9 @@ func newPublisher(conn *amqp.Connection, log *slog.Logger) (*Publisher, error) {
 		return nil, fmt.Errorf("queue: publisher: confirm mode: %w", err)
 	}
 	p := &Publisher{conn: conn, ch: ch, log: log, done: make(chan struct{})}
-	// confirms and returns are unbuffered on purpose: see the type's doc.
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	// returns is unbuffered on purpose: see the type's doc. confirms is
+	// buffered so that the reader goroutine rarely waits for run.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, confirmBuffer))
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	chClose := ch.NotifyClose(make(chan *amqp.Error, 1))
 	connClose := conn.NotifyClose(make(chan *amqp.Error, 1))
@@ -200,6 +206,24 @@ func (p *Publisher) onReturn(r *amqp.Return) {
 
 func (p *Publisher) onConfirm(cf amqp.Confirmation) {
 	p.mu.Lock()
+	// amqp091 drops a notification its listener leaves waiting for 5 s.
+	// run never stalls that long, but should it happen, the publishes whose
+	// confirm was lost have an unknown fate: report them nacked (the caller
+	// retries: at-least-once) rather than leave them hanging.
+	var lost []*Confirm
+	for len(p.pending) > 0 && p.pending[0].seq < cf.DeliveryTag {
+		lost = append(lost, p.pending[0])
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+	}
+	if len(lost) > 0 {
+		p.mu.Unlock()
+		p.log.Error("publisher confirms lost", "count", len(lost))
+		for _, c := range lost {
+			c.resolve(fmt.Errorf("%w: confirm lost (routing key %q)", ErrNacked, c.key))
+		}
+		p.mu.Lock()
+	}
 	if len(p.pending) == 0 || p.pending[0].seq != cf.DeliveryTag {
 		var want uint64
 		if len(p.pending) > 0 {
