@@ -159,14 +159,12 @@ func attrs(start *xml.StartElement) (from, to, id, typ string, hasType bool) {
 func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event, error) {
 	lim = lim.withDefaults()
 	var ev Event
-	var hasType bool
-	ev.From, ev.To, ev.ID, ev.Type, hasType = attrs(&start)
+	ev.From, ev.To, ev.ID, ev.Type, _ = attrs(&start)
 	switch ev.Type {
 	case "chat", "error", "groupchat", "headline", "normal":
 	default:
 		ev.Type = "normal"
 	}
-	_ = hasType
 	ns := start.Name.Space
 	s := stanzaReader{r: r, lim: lim, depth: 1}
 	var (

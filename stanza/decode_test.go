@@ -113,6 +113,9 @@ func TestDecodeMessageEOF(t *testing.T) {
 	if _, err := DecodePresence(start, d, Limits{}); err == nil {
 		t.Fatal("no error at end of input")
 	}
+	if _, err := DecodeMessage(xml.StartElement{Name: xml.Name{Local: "message"}}, &tokens{toks: []xml.Token{xml.CharData("x")}}, Limits{}); !errors.Is(err, ErrUnexpectedEOF) {
+		t.Fatalf("err %v, want ErrUnexpectedEOF", err)
+	}
 	r := &tokens{toks: []xml.Token{xml.CharData("x"), xml.EndElement{Name: xml.Name{Local: "presence"}}}}
 	if _, err := DecodePresence(xml.StartElement{Name: xml.Name{Local: "presence"}}, r, Limits{}); err != nil || len(r.toks) != 0 {
 		t.Fatalf("err %v", err)
