@@ -81,12 +81,12 @@ func TestConfigInvalid(t *testing.T) {
 			[]string{"amqp.prefetch", "amqp.queue_type", "amqp.url"}},
 		3: {minimal + "outbound:\n  default_type: shout\n  max_text_bytes: -1\n  rate: -3\n",
 			[]string{"outbound.default_type", "outbound.max_text_bytes", "outbound.rate"}},
-		4: {minimal + "log:\n  level: loud\n  format: xml\n", []string{"log.level", "log.format"}},
-		5: {minimal + "inbound:\n  routes:\n    shop: xmpp-out\n", []string{"inbound.routes.shop"}},
-		6: {minimal + "xmpp:\n  keepalive: 10ms\n", nil}, // duplicate section: YAML error
-		7: {"xmpp:\n  mode: client\n  jid: not a jid\n  tls: maybe\n", []string{"xmpp.jid", "xmpp.password", "xmpp.tls"}},
-		8: {minimal + "presence:\n  subscriptions: sometimes\n", []string{"presence.subscriptions"}},
-		9: {minimal + "http:\n  listen: nowhere\n", []string{"http.listen"}},
+		4:  {minimal + "log:\n  level: loud\n  format: xml\n", []string{"log.level", "log.format"}},
+		5:  {minimal + "inbound:\n  routes:\n    shop: xmpp-out\n", []string{"inbound.routes.shop"}},
+		6:  {minimal + "xmpp:\n  keepalive: 10ms\n", nil}, // duplicate section: YAML error
+		7:  {"xmpp:\n  mode: client\n  jid: not a jid\n  tls: maybe\n", []string{"xmpp.jid", "xmpp.password", "xmpp.tls"}},
+		8:  {minimal + "presence:\n  subscriptions: sometimes\n", []string{"presence.subscriptions"}},
+		9:  {minimal + "http:\n  listen: nowhere\n", []string{"http.listen"}},
 		10: {minimal + "amqp:\n  in_queue: xmpp-out\n", []string{"amqp.in_queue"}},
 		11: {minimal + "xmpp_typo:\n  x: 1\n", []string{"xmpp_typo.x"}},
 	} {

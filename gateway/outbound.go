@@ -32,8 +32,8 @@ type batch struct {
 	lastTag  uint64
 	sent     int
 	dead     int
-	confirms []*queue.Confirm // dead-letter publishes to wait for before acking
-	enq      []time.Time      // enqueue times of the sent items, for the lag
+	confirms []confirmation // dead-letter publishes to wait for before acking
+	enq      []time.Time    // enqueue times of the sent items, for the lag
 }
 
 func (b *batch) empty() bool { return b.sent == 0 && b.dead == 0 }
@@ -159,6 +159,18 @@ func (o *outbound) session(ctx context.Context, cfg *Config, sess *component.Ses
 	if err != nil {
 		return fmt.Errorf("outbound: %w", err)
 	}
+	return o.pump(ctx, cfg, enc, sess, publisherDL{pub}, cons)
+}
+
+// publisherDL adapts queue.Publisher to deadLetterer.
+type publisherDL struct{ *queue.Publisher }
+
+func (p publisherDL) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string) (confirmation, error) {
+	return p.Publisher.DeadLetter(ctx, q, d, reason)
+}
+
+// pump moves deliveries into the stream until it fails or ctx is done.
+func (o *outbound) pump(ctx context.Context, cfg *Config, enc *stanza.Encoder, sess stream, pub deadLetterer, cons consumer) error {
 	p := pipe{o: o, sess: sess, pub: pub, cons: cons, enc: enc, dlq: cfg.AMQP.DeadLetterQueue,
 		barrierEvery: max(1, cfg.AMQP.Prefetch/4)}
 	deliveries := cons.Deliveries()
@@ -214,12 +226,40 @@ func (o *outbound) session(ctx context.Context, cfg *Config, sess *component.Ses
 	}
 }
 
+// The pipeline needs only these parts of a session, a consumer and a
+// publisher (component.Session, queue.Consumer, queue.Publisher).
+type (
+	stream interface {
+		Write(p []byte) error
+		WriteWithBarrier(p []byte) (uint64, error)
+		Confirmed() uint64
+		Notify() <-chan struct{}
+		Done() <-chan struct{}
+		Err() error
+	}
+	consumer interface {
+		Deliveries() <-chan amqp.Delivery
+		Ack(tag uint64, multiple bool) error
+		Cancel() error
+		Done() <-chan struct{}
+		Err() error
+	}
+	deadLetterer interface {
+		DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string) (confirmation, error)
+		Done() <-chan struct{}
+		Err() error
+	}
+	confirmation interface {
+		Wait(ctx context.Context) error
+	}
+)
+
 // pipe is the state of one consuming session.
 type pipe struct {
 	o            *outbound
-	sess         *component.Session
-	pub          *queue.Publisher
-	cons         *queue.Consumer
+	sess         stream
+	pub          deadLetterer
+	cons         consumer
 	enc          *stanza.Encoder
 	dlq          string
 	barrierEvery int // items written without a barrier before one is forced

@@ -1,0 +1,359 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"xmppgw/stanza"
+)
+
+// fakeStream records writes; the test answers barriers with confirm.
+type fakeStream struct {
+	mu        sync.Mutex
+	writes    []string
+	barriers  []int // index into writes of each barrier write
+	seq       uint64
+	confirmed uint64
+	notify    chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (f *fakeStream) kill() { f.closeOnce.Do(func() { close(f.done) }) }
+
+func newFakeStream() *fakeStream {
+	return &fakeStream{notify: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (f *fakeStream) Write(p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes = append(f.writes, string(p))
+	return nil
+}
+
+func (f *fakeStream) WriteWithBarrier(p []byte) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	f.writes = append(f.writes, string(p)+fmt.Sprintf("<barrier %d/>", f.seq))
+	f.barriers = append(f.barriers, len(f.writes)-1)
+	return f.seq, nil
+}
+
+func (f *fakeStream) Confirmed() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.confirmed
+}
+
+func (f *fakeStream) confirm(seq uint64) {
+	f.mu.Lock()
+	f.confirmed = max(f.confirmed, seq)
+	f.mu.Unlock()
+	select {
+	case f.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fakeStream) sent() (writes []string, seq uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.writes...), f.seq
+}
+
+func (f *fakeStream) Notify() <-chan struct{} { return f.notify }
+func (f *fakeStream) Done() <-chan struct{}   { return f.done }
+func (f *fakeStream) Err() error              { return errors.New("fake stream closed") }
+
+type ack struct {
+	tag      uint64
+	multiple bool
+}
+
+type fakeConsumer struct {
+	d         chan amqp.Delivery
+	mu        sync.Mutex
+	acks      []ack
+	cancelled bool
+	done      chan struct{}
+}
+
+func newFakeConsumer() *fakeConsumer {
+	return &fakeConsumer{d: make(chan amqp.Delivery, 1000), done: make(chan struct{})}
+}
+
+func (c *fakeConsumer) Deliveries() <-chan amqp.Delivery { return c.d }
+func (c *fakeConsumer) Ack(tag uint64, multiple bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.acks = append(c.acks, ack{tag, multiple})
+	return nil
+}
+func (c *fakeConsumer) Cancel() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.cancelled {
+		c.cancelled = true
+		close(c.d)
+	}
+	return nil
+}
+func (c *fakeConsumer) Done() <-chan struct{} { return c.done }
+func (c *fakeConsumer) Err() error            { return errors.New("fake consumer closed") }
+func (c *fakeConsumer) acked() []ack {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]ack(nil), c.acks...)
+}
+
+type fakeConfirm struct{ ch chan error }
+
+func (c *fakeConfirm) Wait(ctx context.Context) error {
+	select {
+	case err := <-c.ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type deadLetter struct {
+	q, reason string
+	tag       uint64
+	c         *fakeConfirm
+}
+
+type fakeDL struct {
+	mu   sync.Mutex
+	dls  []deadLetter
+	done chan struct{}
+}
+
+func (f *fakeDL) DeadLetter(_ context.Context, q string, d *amqp.Delivery, reason string) (confirmation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := &fakeConfirm{ch: make(chan error, 1)}
+	f.dls = append(f.dls, deadLetter{q, reason, d.DeliveryTag, c})
+	return c, nil
+}
+func (f *fakeDL) Done() <-chan struct{} { return f.done }
+func (f *fakeDL) Err() error            { return nil }
+func (f *fakeDL) list() []deadLetter {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]deadLetter(nil), f.dls...)
+}
+
+// pumpHarness runs outbound.pump against fakes.
+type pumpHarness struct {
+	t      *testing.T
+	g      *Gateway
+	s      *fakeStream
+	c      *fakeConsumer
+	dl     *fakeDL
+	cancel context.CancelFunc
+	errc   chan error
+	tag    uint64
+}
+
+func startPump(t *testing.T, prefetch int) *pumpHarness {
+	t.Helper()
+	cfg, err := LoadConfig(writeConfig(t, minimal+"http:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AMQP.Prefetch = prefetch
+	g, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.pres.close)
+	enc, err := stanza.NewEncoder(g.encoderOptions(cfg, cfg.XMPP.Domain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &pumpHarness{t: t, g: g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.errc <- g.out.pump(ctx, cfg, enc, h.s, h.dl, h.c) }()
+	t.Cleanup(func() {
+		cancel()
+		h.s.kill()
+		<-h.errc
+	})
+	return h
+}
+
+func (h *pumpHarness) deliver(body string) uint64 {
+	h.tag++
+	h.c.d <- amqp.Delivery{DeliveryTag: h.tag, Body: []byte(body), MessageId: fmt.Sprint("m", h.tag)}
+	return h.tag
+}
+
+func item(n int) string {
+	return fmt.Sprintf(`{"target":"alice@example.org","text":"item %d"}`, n)
+}
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
+	h := startPump(t, 1000)
+	h.deliver(item(1))
+	eventually(t, "first barrier", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	if got := h.c.acked(); len(got) != 0 {
+		t.Fatalf("acked before the barrier was answered: %v", got)
+	}
+	// More items while the barrier is in flight ride without a new barrier.
+	for i := 2; i <= 5; i++ {
+		h.deliver(item(i))
+	}
+	eventually(t, "items written", func() bool {
+		w, _ := h.s.sent()
+		return strings.Count(strings.Join(w, ""), "<message") == 5
+	})
+	if _, seq := h.s.sent(); seq != 1 {
+		t.Fatalf("barriers = %d while one was in flight, want 1", seq)
+	}
+	h.s.confirm(1)
+	eventually(t, "ack of the first item and a barrier for the rest", func() bool {
+		_, seq := h.s.sent()
+		return len(h.c.acked()) == 1 && seq == 2
+	})
+	if got := h.c.acked()[0]; got != (ack{1, true}) {
+		t.Fatalf("ack = %+v, want tag 1 multiple", got)
+	}
+	h.s.confirm(2)
+	eventually(t, "ack of all", func() bool { a := h.c.acked(); return len(a) == 2 && a[1] == (ack{5, true}) })
+	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(resultSent)); v != 5 {
+		t.Fatalf("sent = %v, want 5", v)
+	}
+	// Items are written in queue order.
+	w, _ := h.s.sent()
+	all := strings.Join(w, "")
+	last := -1
+	for i := 1; i <= 5; i++ {
+		at := strings.Index(all, fmt.Sprintf("item %d<", i))
+		if at < last {
+			t.Fatalf("item %d out of order in %q", i, all)
+		}
+		last = at
+	}
+}
+
+func TestPumpOutOfOrderBarrierAnswers(t *testing.T) {
+	h := startPump(t, 4) // a barrier every prefetch/4 = 1 item
+	for i := 1; i <= 3; i++ {
+		h.deliver(item(i))
+		eventually(t, "barrier", func() bool { _, seq := h.s.sent(); return seq == uint64(i) })
+	}
+	h.s.confirm(3) // answering 3 proves 1 and 2 too
+	eventually(t, "one ack for all three", func() bool { a := h.c.acked(); return len(a) == 1 && a[0] == (ack{3, true}) })
+}
+
+func TestPumpDeadLettersAfterConfirm(t *testing.T) {
+	h := startPump(t, 1000)
+	h.deliver(item(1))
+	h.deliver(`{"target":"alice@example.org"`) // not JSON
+	h.deliver(item(3))
+	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	dl := h.dl.list()[0]
+	if dl.tag != 2 || dl.q != "xmpp-out.dead" || !strings.HasPrefix(dl.reason, string(stanza.ReasonInvalidJSON)) {
+		t.Fatalf("dead letter = %+v", dl)
+	}
+	eventually(t, "writes", func() bool {
+		w, _ := h.s.sent()
+		return strings.Count(strings.Join(w, ""), "<message") == 2
+	})
+	_, seq := h.s.sent()
+	h.s.confirm(seq)
+	time.Sleep(50 * time.Millisecond)
+	// The barrier covering the dead letter is answered, but the broker has
+	// not confirmed the dead letter: nothing past it may be acked.
+	for _, a := range h.c.acked() {
+		if a.tag >= 2 {
+			t.Fatalf("acked %+v before the dead letter was confirmed", a)
+		}
+	}
+	dl.c.ch <- nil
+	eventually(t, "ack after the dead letter's confirm", func() bool {
+		a := h.c.acked()
+		return len(a) > 0 && a[len(a)-1] == (ack{3, true})
+	})
+	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(resultDeadLettered)); v != 1 {
+		t.Fatalf("dead_lettered = %v", v)
+	}
+	if v := testutil.ToFloat64(h.g.metrics.DeadLetters.WithLabelValues(string(stanza.ReasonInvalidJSON))); v != 1 {
+		t.Fatalf("dead letters by reason = %v", v)
+	}
+}
+
+func TestPumpDrainsOnStop(t *testing.T) {
+	h := startPump(t, 1000)
+	for i := 1; i <= 3; i++ {
+		h.deliver(item(i))
+	}
+	eventually(t, "written", func() bool {
+		w, _ := h.s.sent()
+		return strings.Count(strings.Join(w, ""), "<message") == 3
+	})
+	h.cancel()
+	eventually(t, "consumer cancelled", func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return h.c.cancelled })
+	_, seq := h.s.sent()
+	select {
+	case err := <-h.errc:
+		t.Fatalf("pump returned %v before the last barrier was answered", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	h.s.confirm(seq)
+	select {
+	case err := <-h.errc:
+		h.errc <- err
+		if err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pump did not return after the last barrier")
+	}
+	if a := h.c.acked(); len(a) == 0 || a[len(a)-1] != (ack{3, true}) {
+		t.Fatalf("acks after drain = %v", a)
+	}
+}
+
+func TestPumpStopsWithoutAckWhenStreamDies(t *testing.T) {
+	h := startPump(t, 1000)
+	h.deliver(item(1))
+	eventually(t, "barrier", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	h.s.kill()
+	select {
+	case err := <-h.errc:
+		h.errc <- err
+		if err == nil {
+			t.Fatal("pump returned nil after the stream died")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pump did not notice the dead stream")
+	}
+	if a := h.c.acked(); len(a) != 0 {
+		t.Fatalf("acked %v without confirmation", a)
+	}
+}
