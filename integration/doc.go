@@ -32,6 +32,12 @@
 //   - the gateway binary (harness.BuildBinary), for tests that run it as a
 //     process and kill it.
 //
+// Figures from this 2-core machine, to size timeouts: a Prosody starts in
+// about 0.1 s and registers a user in 0.1 s; it routes about 10,000 messages
+// per second to an online client and stores about 2,500 per second for an
+// offline one (so 20,000 offline messages take about 8 s to store and 3 s to
+// deliver at login). The harness client parses over 100,000 per second.
+//
 // Nothing is shared between tests but the broker, so tests may run in
 // parallel; each Prosody uses about one core while busy, so the heavy ones
 // (20,000 items) should not. Logs of a failed test include Prosody's
