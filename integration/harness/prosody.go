@@ -74,13 +74,7 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 		opts.LogLevel = "warn"
 	}
 	dir := t.TempDir()
-	c2s, comp := FreePort(t), FreePort(t)
-	for comp == c2s {
-		comp = FreePort(t)
-	}
 	p := &Prosody{
-		C2SAddr:         net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s)),
-		ComponentAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(comp)),
 		Domain:          opts.Domain,
 		ComponentDomain: opts.ComponentDomain,
 		Secret:          opts.Secret,
@@ -89,13 +83,47 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 		LogFile:         filepath.Join(dir, "prosody.log"),
 		out:             &syncBuffer{},
 	}
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			p.logOutput(t)
+		}
+	})
+	// A port FreePort returned may be taken by someone else before Prosody
+	// binds it; Prosody then runs without it. Try other ports.
+	for attempt := 1; ; attempt++ {
+		p.configure(t, opts)
+		err := p.start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err) // the cleanup logs Prosody's output
+		}
+		t.Logf("harness: %v; retrying on other ports", err)
+	}
+	for user, pass := range opts.Users {
+		p.Register(t, user, pass)
+	}
+	return p
+}
+
+// configure picks free ports and writes the config file.
+func (p *Prosody) configure(t testing.TB, opts ProsodyOptions) {
+	t.Helper()
+	c2s, comp := FreePort(t), FreePort(t)
+	for comp == c2s {
+		comp = FreePort(t)
+	}
+	p.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s))
+	p.ComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(comp))
 	snippet, err := ComponentSnippet(RepoRoot(t), p.ComponentDomain, p.Secret, comp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := renderConfig(configData{
-		Dir:       dir,
-		PIDFile:   filepath.Join(dir, "prosody.pid"),
+		Dir:       p.Dir,
+		PIDFile:   filepath.Join(p.Dir, "prosody.pid"),
 		LogFile:   p.LogFile,
 		LogLevel:  opts.LogLevel,
 		Domain:    p.Domain,
@@ -110,17 +138,6 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 	if err := os.WriteFile(p.ConfigFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
-		if t.Failed() {
-			p.logOutput(t)
-		}
-	})
-	p.Start(t)
-	for user, pass := range opts.Users {
-		p.Register(t, user, pass)
-	}
-	return p
 }
 
 // Start starts the server again after Stop or Kill, on the same ports and
@@ -128,18 +145,32 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 // the test.
 func (p *Prosody) Start(t testing.TB) {
 	t.Helper()
+	if err := p.start(); err != nil {
+		t.Fatal(err) // the cleanup of StartProsody logs Prosody's output
+	}
+}
+
+var errPortTaken = errors.New("harness: prosody could not listen on its port")
+
+func (p *Prosody) start() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.cmd != nil {
-		t.Fatal("harness: prosody already running")
+		p.mu.Unlock()
+		return errors.New("harness: prosody already running")
+	}
+	logStart := int64(0)
+	if fi, err := os.Stat(p.LogFile); err == nil {
+		logStart = fi.Size()
 	}
 	cmd := exec.Command("prosody", "--config", p.ConfigFile, "-F")
 	cmd.Dir = p.Dir
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group; killed if the test binary dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("harness: start prosody: %v", err)
+		p.mu.Unlock()
+		return fmt.Errorf("harness: start prosody: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -147,29 +178,36 @@ func (p *Prosody) Start(t testing.TB) {
 		close(done)
 	}()
 	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
 
 	deadline := time.Now().Add(prosodyStartTimeout)
 	for _, addr := range []string{p.C2SAddr, p.ComponentAddr} {
-		for {
-			if err := WaitTCP(addr, 100*time.Millisecond); err == nil {
-				break
-			}
+		for WaitTCP(addr, 100*time.Millisecond) != nil {
 			select {
 			case <-done:
-				p.cmd = nil
-				p.logOutput(t)
-				t.Fatalf("harness: prosody exited during start: %v", cmd.ProcessState)
+				p.stop(syscall.SIGKILL)
+				return fmt.Errorf("harness: prosody exited during start: %v", cmd.ProcessState)
 			default:
 			}
 			if time.Now().After(deadline) {
-				p.mu.Unlock()
 				p.stop(syscall.SIGKILL)
-				p.mu.Lock()
-				p.logOutput(t)
-				t.Fatalf("harness: prosody did not open %s within %s", addr, prosodyStartTimeout)
+				return fmt.Errorf("harness: prosody did not open %s within %s", addr, prosodyStartTimeout)
 			}
 		}
 	}
+	// Reachable ports may belong to someone else: check that Prosody
+	// opened them.
+	if b, err := os.ReadFile(p.LogFile); err == nil && int64(len(b)) >= logStart {
+		if i := bytes.Index(b[logStart:], []byte("Failed to open server port")); i >= 0 {
+			line := b[logStart+int64(i):]
+			if j := bytes.IndexByte(line, '\n'); j >= 0 {
+				line = line[:j]
+			}
+			p.stop(syscall.SIGKILL)
+			return fmt.Errorf("%w: %s", errPortTaken, line)
+		}
+	}
+	return nil
 }
 
 // Stop stops the server gracefully (SIGTERM, SIGKILL after a timeout) and
