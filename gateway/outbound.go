@@ -190,7 +190,7 @@ func (o *outbound) pump(ctx context.Context, cfg *Config, enc *stanza.Encoder, s
 				if p.draining {
 					return p.finish()
 				}
-				return fmt.Errorf("%w: %v", errConsumerLost, cons.Err())
+				return consumerLost(cons)
 			}
 			if err := p.take(&d); err != nil {
 				return err
@@ -219,7 +219,7 @@ func (o *outbound) pump(ctx context.Context, cfg *Config, enc *stanza.Encoder, s
 		case <-sess.Done():
 			return fmt.Errorf("xmpp session ended: %v", sess.Err())
 		case <-cons.Done():
-			return fmt.Errorf("%w: %v", errConsumerLost, cons.Err())
+			return consumerLost(cons)
 		case <-pub.Done():
 			return fmt.Errorf("publisher lost: %v", pub.Err())
 		}
@@ -253,6 +253,16 @@ type (
 		Wait(ctx context.Context) error
 	}
 )
+
+// consumerLost describes why the consumer ended. Its deliveries channel may
+// close a moment before its Done, so wait briefly for the reason.
+func consumerLost(cons consumer) error {
+	select {
+	case <-cons.Done():
+	case <-time.After(time.Second):
+	}
+	return fmt.Errorf("%w: %v", errConsumerLost, cons.Err())
+}
 
 // pipe is the state of one consuming session.
 type pipe struct {

@@ -94,7 +94,13 @@ func startConsumer(ctx context.Context, conn *amqp.Connection, cfg ConsumerConfi
 	connClose := conn.NotifyClose(make(chan *amqp.Error, 1))
 	chClose := ch.NotifyClose(make(chan *amqp.Error, 1))
 	cancels := ch.NotifyCancel(make(chan string, 1))
-	d, err := ch.ConsumeWithContext(ctx, cfg.Queue, c.tag, false, false, false, false, nil)
+	// Not ConsumeWithContext: it cancels the consumer when ctx ends, and ctx
+	// bounds only the setup.
+	if err := ctx.Err(); err != nil {
+		go drainClosed(connClose, chClose, cancels)
+		return nil, fmt.Errorf("queue: consume %s: %w", cfg.Queue, err)
+	}
+	d, err := ch.Consume(cfg.Queue, c.tag, false, false, false, false, nil)
 	if err != nil {
 		// The listeners close with the connection, which the caller closes;
 		// drain them so that nothing lingers.
