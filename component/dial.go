@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -130,7 +132,7 @@ func openClient(ctx context.Context, cfg Config, in Inbound, log *slog.Logger, c
 	default:
 		return nil, fmt.Errorf("component: unknown tls mode %q (want required or disabled)", cfg.TLS)
 	}
-	features = append(features, xmpp.SASL("", cfg.Password, mechs...), xmpp.BindResource())
+	features = append(features, xmpp.SASL("", cfg.Password, mechs...), bindResource(j))
 
 	xs, err := xmpp.NewSession(ctx, j.Domain(), j, conn, state, xmpp.NewNegotiator(
 		func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
@@ -158,6 +160,53 @@ func openClient(ctx context.Context, cfg Config, in Inbound, log *slog.Logger, c
 		return nil, fmt.Errorf("component: initial presence: %w", err)
 	}
 	return s, nil
+}
+
+// bindResource is xmpp.BindResource, except that it asks for j's resource
+// when there is one: mellium v0.23.0 sends an empty <resource/> whatever the
+// session's address (bindPayload.TokenReader writes the JID, not the
+// resource), so the configured resource would be lost.
+func bindResource(j jid.JID) xmpp.StreamFeature {
+	f := xmpp.BindResource()
+	res := j.Resourcepart()
+	if res == "" {
+		return f
+	}
+	f.Negotiate = func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
+		r := s.TokenReader()
+		defer r.Close()
+		w := s.TokenWriter()
+		defer w.Close()
+		var esc strings.Builder
+		_ = xml.EscapeText(&esc, []byte(res))
+		const id = "xmppgw-bind"
+		if _, err := io.WriteString(s.Conn(), `<iq type='set' id='`+id+`'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>`+esc.String()+`</resource></bind></iq>`); err != nil {
+			return 0, nil, err
+		}
+		d := xml.NewTokenDecoder(r)
+		var resp struct {
+			XMLName xml.Name
+			ID      string `xml:"id,attr"`
+			Type    string `xml:"type,attr"`
+			JID     string `xml:"urn:ietf:params:xml:ns:xmpp-bind bind>jid"`
+			Error   *struct {
+				Inner string `xml:",innerxml"`
+			} `xml:"error"`
+		}
+		if err := d.Decode(&resp); err != nil {
+			return 0, nil, fmt.Errorf("resource binding: %w", err)
+		}
+		if resp.XMLName.Local != "iq" || resp.ID != id || resp.Type != "result" {
+			return 0, nil, fmt.Errorf("resource binding refused: %s %s", resp.Type, resp.Error)
+		}
+		bound, err := jid.Parse(resp.JID)
+		if err != nil {
+			return 0, nil, fmt.Errorf("resource binding: bad jid %q: %w", resp.JID, err)
+		}
+		s.UpdateAddr(bound)
+		return xmpp.Ready, nil, nil
+	}
+	return f
 }
 
 // isSASLFailure reports whether err is a SASL <failure/> from the server

@@ -147,14 +147,20 @@ func (r *recorder) Message(_ *Session, ev *stanza.Event) {
 	r.mu.Lock()
 	r.msgs = append(r.msgs, *ev)
 	r.mu.Unlock()
-	r.got <- struct{}{}
+	select {
+	case r.got <- struct{}{}:
+	default: // Inbound must not block
+	}
 }
 
 func (r *recorder) Presence(_ *Session, p *stanza.Presence) {
 	r.mu.Lock()
 	r.pres = append(r.pres, *p)
 	r.mu.Unlock()
-	r.got <- struct{}{}
+	select {
+	case r.got <- struct{}{}:
+	default: // Inbound must not block
+	}
 }
 
 func testLogger(t *testing.T) *slog.Logger {

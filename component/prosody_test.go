@@ -174,11 +174,11 @@ func TestProsodyClientAndComponent(t *testing.T) {
 	waitConfirmed(t, cs, seq)
 
 	for _, r := range []*recorder{comp, bot} {
-		select {
-		case <-r.got:
-		case <-time.After(5 * time.Second):
-			t.Fatal("message not delivered")
-		}
+		waitFor(t, "message delivery", func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.msgs) > 0
+		})
 	}
 	comp.mu.Lock()
 	if m := comp.msgs[0]; m.Text != "to the gateway" || !strings.HasPrefix(m.From, bs.Addr().Bare().String()) {
