@@ -149,4 +149,9 @@ func TestHarnessRestartKeepsUsersAndOffline(t *testing.T) {
 
 	p.Register(t, "c", "pc") // while running
 	harness.DialClient(t, p, "c", "pc")
+
+	// A crash (SIGKILL) leaves a stale pidfile; Start copes.
+	p.Kill(t)
+	p.Start(t)
+	harness.DialClient(t, p, "c", "pc")
 }
