@@ -15,6 +15,7 @@ import (
 
 	"xmppgw/gateway"
 	"xmppgw/integration/harness"
+	"xmppgw/queue"
 )
 
 // testLogWriter sends log lines to t.Log.
@@ -36,6 +37,18 @@ func newQueues(t testing.TB) queues {
 		dead: harness.UniqueQueue(t, "dead"),
 	}
 	return q
+}
+
+// declare declares the queues as the gateway does, for tests that publish
+// before the gateway runs.
+func (q queues) declare(t testing.TB) {
+	t.Helper()
+	err := queue.Declare(harness.AMQPConn(t), queue.Topology{
+		OutQueue: q.out, InQueue: q.in, DeadLetterQueue: q.dead, QueueType: queue.Classic,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // gatewayConfig is a component-mode config for p with the queues q.

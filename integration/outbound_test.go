@@ -26,7 +26,8 @@ type outItem struct {
 }
 
 // publishItems publishes one AMQP message per body with message ids
-// "<prefix><index>", in order, waiting for every confirm.
+// "<prefix><index>", in order, mandatory, waiting for every confirm; a
+// return (no such queue) fails the test.
 func publishItems(t testing.TB, queue, prefix string, bodies [][]byte) {
 	t.Helper()
 	ch := harness.Channel(t)
@@ -34,8 +35,9 @@ func publishItems(t testing.TB, queue, prefix string, bodies [][]byte) {
 		t.Fatal(err)
 	}
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, len(bodies)+1))
+	returns := ch.NotifyReturn(make(chan amqp.Return, len(bodies)+1))
 	for i, b := range bodies {
-		err := ch.Publish("", queue, false, false, amqp.Publishing{
+		err := ch.Publish("", queue, true, false, amqp.Publishing{
 			ContentType:  "application/json",
 			DeliveryMode: amqp.Persistent,
 			MessageId:    fmt.Sprintf("%s%d", prefix, i),
@@ -55,6 +57,11 @@ func publishItems(t testing.TB, queue, prefix string, bodies [][]byte) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("no confirm within 30 s")
 		}
+	}
+	select {
+	case r := <-returns:
+		t.Fatalf("publish to %s returned: %s (declare the queues first)", queue, r.ReplyText)
+	default:
 	}
 }
 
