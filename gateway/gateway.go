@@ -155,6 +155,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	links.Go(func() error { return g.runXMPP(linksCtx) })
 	links.Go(func() error { return g.runPublisher(linksCtx) })
 	links.Go(func() error { g.pollDepth(linksCtx); return nil })
+	links.Go(func() error { g.recordHistory(linksCtx); return nil })
 	if g.httpLn != nil {
 		links.Go(func() error { return g.serveHTTP(linksCtx) })
 	}

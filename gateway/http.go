@@ -26,6 +26,7 @@ func (g *Gateway) handler() http.Handler {
 		_, _ = w.Write([]byte("xmpp " + upDown(xmpp) + "\namqp " + upDown(amqp) + "\n"))
 	})
 	g.routesPresence(mux)
+	g.routesStatus(mux)
 	return mux
 }
 
