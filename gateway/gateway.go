@@ -156,6 +156,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	links.Go(func() error { return g.runPublisher(linksCtx) })
 	links.Go(func() error { g.pollDepth(linksCtx); return nil })
 	links.Go(func() error { g.recordHistory(linksCtx); return nil })
+	links.Go(func() error { return g.pres.run(linksCtx) })
 	if g.httpLn != nil {
 		links.Go(func() error { return g.serveHTTP(linksCtx) })
 	}

@@ -103,14 +103,24 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 	}
 }
 
+// offerEvent queues an event that no sender waits on (presence,
+// subscription) without blocking. A refused event is counted and logged.
+func (in *inbound) offerEvent(ev *stanza.Event) {
+	if ev.ReceivedAt.IsZero() {
+		ev.ReceivedAt = time.Now().UTC()
+	}
+	in.offer(nil, ev)
+}
+
 // refuse tells the sender that its message was not queued (type wait: try
-// again later) and counts it. Errors are never answered with errors.
+// again later) and counts it. Only messages are answered: never an error,
+// and presence or subscription events have no sender waiting.
 func (in *inbound) refuse(s *component.Session, ev *stanza.Event, reason string) {
 	in.g.metrics.InboundRefused.WithLabelValues(reason).Inc()
 	if in.warn.ok() {
 		in.log.Warn("inbound message refused", "reason", reason, "kind", ev.Kind, "id", ev.ID)
 	}
-	if ev.Kind == "error" || s == nil {
+	if ev.Kind != "message" || s == nil {
 		return
 	}
 	select {

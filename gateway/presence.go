@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 
 	"xmppgw/component"
@@ -23,6 +24,9 @@ func newPresence(g *Gateway, _ *Config) (*presence, error) {
 func (p *presence) online(*component.Session) {}
 func (p *presence) goodbye()                  {}
 func (p *presence) close()                    {}
+
+// run is the presence worker; it returns when ctx is done.
+func (p *presence) run(ctx context.Context) error { <-ctx.Done(); return nil }
 
 func (g *Gateway) routesPresence(*http.ServeMux) {}
 
