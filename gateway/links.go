@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"xmppgw/component"
@@ -99,7 +100,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 	for {
 		cfg := g.cfg.Load()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, "xmppgw publisher", log)
+		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, connName("publisher", cfg), log)
 		cancel()
 		if err == nil {
 			if err = p.Declare(g.topology(cfg)); err != nil {
@@ -212,6 +213,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// connName names a broker connection so that operators (and tests) can tell
+// which gateway owns it in the management UI or rabbitmqctl: role, queue and
+// process.
+func connName(role string, cfg *Config) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("xmppgw %s %s %s/%d", role, cfg.AMQP.OutQueue, host, os.Getpid())
 }
 
 func cfgName(cfg *Config) string {

@@ -90,7 +90,7 @@ func (o *outbound) run(ctx context.Context) error {
 			Prefetch: cfg.AMQP.Prefetch,
 			Topology: o.g.topology(cfg),
 			Logger:   o.g.log.With("component", "amqp"),
-			Name:     "xmppgw consumer",
+			Name:     connName("consumer", cfg),
 		})
 		cancel()
 		if err != nil {

@@ -25,3 +25,9 @@ func metricValue(t testing.TB, gw *runningGateway, series string) float64 {
 	}
 	return -1
 }
+
+// metricOrZero is metricValue with an absent series read as 0.
+func metricOrZero(t testing.TB, gw *runningGateway, series string) float64 {
+	t.Helper()
+	return max(0, metricValue(t, gw, series))
+}
