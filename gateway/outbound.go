@@ -311,6 +311,9 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	} else {
 		b.sent++
 		b.enq = append(b.enq, info.EnqueuedAt)
+		if info.Kind == "presence" && o.g.pres != nil {
+			o.g.pres.sent(&info) // never blocks
+		}
 	}
 	b.lastTag = d.DeliveryTag
 	p.taken++

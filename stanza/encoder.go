@@ -120,6 +120,13 @@ type Info struct {
 	ID         string    // the stanza id written
 	Kind       string    // "message" or "presence"
 	EnqueuedAt time.Time // from item.enqueued_at, else Meta.Timestamp, else zero
+
+	// Presence stanzas only (left empty for messages, so that the message
+	// path does not allocate): the presence type ("available" when the
+	// stanza has none) and the from and to written ("" when absent). The
+	// gateway learns from them about subscriptions that workers answer.
+	PresenceType string
+	From, To     string
 }
 
 // Append appends the stanza for one item (an AMQP message body) to dst.
@@ -518,6 +525,8 @@ func (e *Encoder) appendPresenceItem(dst, body []byte, it *item, m *Meta, info I
 		return nil, info, err
 	}
 	info.ID = id
+	info.PresenceType = typ
+	info.From, info.To = string(from), string(to)
 	dst = append(dst, "<presence"...)
 	if from != nil {
 		dst = appendAttr(dst, " from='", from)

@@ -312,14 +312,27 @@ func (e *Encoder) rawRootAttrs(dst, body []byte, attrs []xml.Attr, m *Meta, info
 			return nil, itemErr(ReasonBadStanza, "bad type "+excerpt(typ.Value))
 		}
 	}
+	presence := info.Kind == "presence"
+	if presence {
+		info.PresenceType = "available"
+		if typ != nil {
+			info.PresenceType = typ.Value
+		}
+	}
 	if from != nil {
 		f, err := e.checkFrom([]byte(from.Value), false)
 		if err != nil {
 			return nil, err
 		}
 		dst = appendAttr(dst, " from='", f)
+		if presence {
+			info.From = string(f)
+		}
 	} else if e.o.Mode == ModeComponent {
 		dst = appendAttr(dst, " from='", e.defaultFrom)
+		if presence {
+			info.From = string(e.defaultFrom)
+		}
 	}
 	if to != nil {
 		canon, _, _, err := canonJID([]byte(to.Value))
@@ -327,6 +340,9 @@ func (e *Encoder) rawRootAttrs(dst, body []byte, attrs []xml.Attr, m *Meta, info
 			return nil, itemErr(ReasonBadJID, "to "+excerpt(to.Value)+": "+err.Error())
 		}
 		dst = appendAttr(dst, " to='", canon)
+		if presence {
+			info.To = string(canon)
+		}
 	}
 	if id != nil {
 		if id.Value == "" || len(id.Value) > maxIDBytes {
