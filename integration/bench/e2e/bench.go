@@ -1,0 +1,392 @@
+// Package e2e measures xmppgw end to end on a private Prosody and the
+// RabbitMQ of the machine: items per second through the gateway and the
+// CPU time the gateway, Prosody and the clients spend per item. It is used
+// by the command ./integration/bench and by the Benchmark functions of
+// ./integration.
+package e2e
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"xmppgw/integration/harness"
+	"xmppgw/queue"
+)
+
+// Reference figures of the founders on this 2-core machine.
+const (
+	RefOutPerSec   = 16700.0 // thinnest bridge, queue → component → client
+	RefInPerSec    = 21000.0 // thinnest bridge, client → component → queue
+	RefCPUPerItem  = 15.0    // µs of CPU per item of the thinnest bridge
+	RefProsodyRate = 26000.0 // stanzas/s Prosody routes at most
+)
+
+// Options shapes a benchmark environment.
+type Options struct {
+	Receivers int    // online clients the outbound items go to
+	Senders   int    // clients sending inbound messages
+	Prefetch  int    // amqp.prefetch of the gateway (and of the baseline)
+	QueueType string // classic or quorum
+	AMQPURL   string
+	LogLevel  string // of the gateway
+	Stall     time.Duration
+	Logf      func(format string, a ...any)
+	// BridgeCmd runs the baseline bridge: the command and leading args to
+	// which "-role bridge-out|bridge-in" and its flags are appended. Empty:
+	// no baseline.
+	BridgeCmd []string
+	// GatewayRev is the git revision of the gateway to build ("" or
+	// "worktree": the working tree); GatewayBin a binary to use instead.
+	GatewayRev, GatewayBin string
+}
+
+// Env is a running benchmark environment: one Prosody with its clients,
+// the broker connection, the gateway binary.
+type Env struct {
+	opt       Options
+	dir       string
+	Prosody   *harness.Prosody
+	bin       string
+	receivers []*rawClient
+	senders   []*rawClient
+	conn      *amqp.Connection
+	brokerPID int
+}
+
+// Setup starts Prosody, registers and logs in the clients, connects to the
+// broker and builds the gateway.
+func Setup(opt Options) (_ *Env, err error) {
+	if opt.Receivers <= 0 {
+		opt.Receivers = 4
+	}
+	if opt.Senders <= 0 {
+		opt.Senders = 4
+	}
+	if opt.Prefetch <= 0 {
+		opt.Prefetch = 1000
+	}
+	if opt.QueueType == "" {
+		opt.QueueType = queue.Classic
+	}
+	if opt.AMQPURL == "" {
+		opt.AMQPURL = harness.AMQPURL()
+	}
+	if opt.LogLevel == "" {
+		opt.LogLevel = "warn"
+	}
+	if opt.Stall <= 0 {
+		opt.Stall = 30 * time.Second
+	}
+	if opt.Logf == nil {
+		opt.Logf = func(string, ...any) {}
+	}
+	dir, err := os.MkdirTemp("", "xmppgw-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{opt: opt, dir: dir}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	users := map[string]string{}
+	for i := 0; i < opt.Receivers; i++ {
+		users[fmt.Sprintf("r%d", i)] = "pass"
+	}
+	for i := 0; i < opt.Senders; i++ {
+		users[fmt.Sprintf("s%d", i)] = "pass"
+	}
+	pdir := filepath.Join(dir, "prosody")
+	if err := os.Mkdir(pdir, 0o700); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	e.Prosody, err = harness.StartProsodyDir(pdir, harness.ProsodyOptions{Users: users})
+	if err != nil {
+		return nil, err
+	}
+	opt.Logf("prosody pid %d, c2s %s, component %s (started in %s)", e.Prosody.PID(), e.Prosody.C2SAddr, e.Prosody.ComponentAddr, time.Since(t0).Round(time.Millisecond))
+	ctx := context.Background()
+	for i := 0; i < opt.Receivers; i++ {
+		c, err := dialRaw(ctx, e.Prosody.C2SAddr, e.Prosody.JID(fmt.Sprintf("r%d", i)), "pass")
+		if err != nil {
+			return nil, err
+		}
+		e.receivers = append(e.receivers, c)
+	}
+	for i := 0; i < opt.Senders; i++ {
+		c, err := dialRaw(ctx, e.Prosody.C2SAddr, e.Prosody.JID(fmt.Sprintf("s%d", i)), "pass")
+		if err != nil {
+			return nil, err
+		}
+		e.senders = append(e.senders, c)
+	}
+	e.conn, err = amqp.DialConfig(opt.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		return nil, fmt.Errorf("RabbitMQ not reachable (run .ci/setup): %w", err)
+	}
+	e.brokerPID = FindProcess("beam.smp")
+	t0 = time.Now()
+	if opt.GatewayBin != "" {
+		e.bin = opt.GatewayBin
+	} else {
+		e.bin, err = BuildGateway(dir, opt.GatewayRev)
+		if err != nil {
+			return nil, err
+		}
+		opt.Logf("gateway (%s) built in %s", cmp.Or(opt.GatewayRev, "worktree"), time.Since(t0).Round(time.Millisecond))
+	}
+	return e, nil
+}
+
+// Close stops everything Setup started and removes its directory.
+func (e *Env) Close() {
+	for _, c := range append(e.receivers, e.senders...) {
+		_ = c.Close()
+	}
+	if e.conn != nil {
+		_ = e.conn.Close()
+	}
+	if e.Prosody != nil {
+		_ = e.Prosody.Close()
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+// Result is one measurement.
+type Result struct {
+	Kind  string  `json:"kind"` // outbound, inbound, baseline-out, baseline-in
+	Run   int     `json:"run"`
+	Items int     `json:"items"` // items in the measured window
+	Secs  float64 `json:"secs"`  // the window: from the first measured item to the last one acknowledged / queued
+	Rate  float64 `json:"items_per_s"`
+	// RecvRate (outbound): first to last message received by the clients.
+	RecvRate float64 `json:"recv_items_per_s,omitempty"`
+	// CPU µs per item in the window; -1 if unknown.
+	BridgeCPU  float64 `json:"bridge_cpu_us"` // the gateway or the baseline bridge
+	ProsodyCPU float64 `json:"prosody_cpu_us"`
+	ClientsCPU float64 `json:"clients_cpu_us"` // this process: clients and bookkeeping
+	BrokerCPU  float64 `json:"broker_cpu_us"`  // the machine's RabbitMQ (shared with others)
+	Dups       int64   `json:"duplicates"`
+	Missing    int     `json:"missing"`
+	Refused    float64 `json:"refused,omitempty"` // inbound: xmppgw_inbound_refused_total (or error replies)
+	Errors     int64   `json:"errors,omitempty"`  // error stanzas the clients received
+	Metrics    float64 `json:"counted,omitempty"` // the bridge's own count (xmppgw_outbound_items_total / inbound events)
+}
+
+func (e *Env) cpus(bridgePID int) *cpuSet {
+	c := &cpuSet{}
+	c.add("bridge", bridgePID)
+	c.add("prosody", e.Prosody.PID())
+	c.add("self", 0)
+	if e.brokerPID > 0 {
+		c.add("broker", e.brokerPID)
+	} else {
+		c.add("broker", -1)
+	}
+	return c
+}
+
+func (e *Env) fill(r *Result, c *cpuSet, a, b cpuSample) {
+	r.Secs = b.at.Sub(a.at).Seconds()
+	r.Rate = float64(r.Items) / r.Secs
+	r.BridgeCPU = c.perItem("bridge", a, b, r.Items)
+	r.ProsodyCPU = c.perItem("prosody", a, b, r.Items)
+	r.ClientsCPU = c.perItem("self", a, b, r.Items)
+	r.BrokerCPU = c.perItem("broker", a, b, r.Items)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// queues are the uniquely named queues of one run.
+type queues struct{ out, in, dead string }
+
+func (e *Env) newQueues(kind string) (queues, error) {
+	tag := randomHex(4)
+	q := queues{out: "bench-" + kind + "-out-" + tag, in: "bench-" + kind + "-in-" + tag, dead: "bench-" + kind + "-dead-" + tag}
+	err := queue.Declare(e.conn, queue.Topology{OutQueue: q.out, InQueue: q.in, DeadLetterQueue: q.dead, QueueType: e.opt.QueueType})
+	return q, err
+}
+
+func (e *Env) deleteQueues(q queues) {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	for _, n := range []string{q.out, q.in, q.dead} {
+		_, _ = ch.QueueDelete(n, false, false, false)
+	}
+}
+
+// queueLen is the number of ready messages in the queue.
+func queueLen(ch *amqp.Channel, name string) (int, error) {
+	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	return q.Messages, err
+}
+
+// idSet records which of n ids "<prefix><i>" arrived, from any goroutine.
+type idSet struct {
+	prefix []byte
+	bits   []atomic.Uint32
+	n      int
+	dups   atomic.Int64
+	stray  atomic.Int64
+}
+
+func newIDSet(prefix string, n int) *idSet {
+	return &idSet{prefix: []byte(prefix), bits: make([]atomic.Uint32, (n+31)/32), n: n}
+}
+
+// add marks id and reports whether it is new.
+func (s *idSet) add(id []byte) bool {
+	if len(id) <= len(s.prefix) || string(id[:len(s.prefix)]) != string(s.prefix) {
+		s.stray.Add(1)
+		return false
+	}
+	i := 0
+	for _, c := range id[len(s.prefix):] {
+		if c < '0' || c > '9' {
+			s.stray.Add(1)
+			return false
+		}
+		i = i*10 + int(c-'0')
+	}
+	if i >= s.n {
+		s.stray.Add(1)
+		return false
+	}
+	bit := uint32(1) << (i % 32)
+	if s.bits[i/32].Or(bit)&bit != 0 {
+		s.dups.Add(1)
+		return false
+	}
+	return true
+}
+
+// missing returns how many ids did not arrive and up to max of them.
+func (s *idSet) missing(max int) (int, []string) {
+	n := 0
+	var some []string
+	for i := 0; i < s.n; i++ {
+		if s.bits[i/32].Load()&(1<<(i%32)) == 0 {
+			n++
+			if len(some) < max {
+				some = append(some, string(s.prefix)+strconv.Itoa(i))
+			}
+		}
+	}
+	return n, some
+}
+
+// ErrLost is returned (wrapped) when items were lost.
+var ErrLost = errors.New("ITEMS LOST")
+
+// item bodies -----------------------------------------------------------
+
+// outBody is the JSON of outbound item i for target: a ~100-byte text, a
+// small payload and enqueued_at, as a worker would publish it.
+func outBody(dst []byte, i int, target string, enq string) []byte {
+	dst = append(dst, `{"target":"`...)
+	dst = append(dst, target...)
+	dst = append(dst, `","text":"Your order #`...)
+	dst = strconv.AppendInt(dst, int64(100000+i), 10)
+	dst = append(dst, ` has shipped and will arrive on Tuesday. Track it at https://example.org/t/`...)
+	dst = strconv.AppendInt(dst, int64(100000+i), 10)
+	dst = append(dst, `","payload":{"order":`...)
+	dst = strconv.AppendInt(dst, int64(100000+i), 10)
+	dst = append(dst, `,"sku":"AB-1234","qty":2},"enqueued_at":"`...)
+	dst = append(dst, enq...)
+	dst = append(dst, `"}`...)
+	return dst
+}
+
+// publishItems publishes n items with message ids "<prefix><i>" to q,
+// pipelined with confirms, and waits for every confirm.
+func (e *Env) publishItems(q string, prefix string, n int) error {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 4096))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
+	var (
+		acked, nacked int
+		wg            sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for c := range confirms {
+			if c.Ack {
+				acked++
+			} else {
+				nacked++
+			}
+			if acked+nacked == n {
+				return
+			}
+		}
+	}()
+	targets := make([]string, len(e.receivers))
+	for i := range targets {
+		targets[i] = e.Prosody.JID(fmt.Sprintf("r%d", i))
+	}
+	ctx := context.Background()
+	var body []byte
+	now := time.Now().UTC()
+	enq := now.Format(time.RFC3339Nano)
+	for i := 0; i < n; i++ {
+		body = outBody(body[:0], i, targets[i%len(targets)], enq)
+		err := ch.PublishWithContext(ctx, "", q, true, false, amqp.Publishing{
+			ContentType:  "application/json",
+			DeliveryMode: amqp.Persistent,
+			MessageId:    prefix + strconv.Itoa(i),
+			Timestamp:    now,
+			Body:         body,
+		})
+		if err != nil {
+			return fmt.Errorf("publish %d: %w", i, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("publish: %d of %d confirms after 2 min", acked+nacked, n)
+	}
+	if nacked > 0 {
+		return fmt.Errorf("publish: broker nacked %d items", nacked)
+	}
+	select {
+	case r := <-returns:
+		return fmt.Errorf("publish: returned: %s", r.ReplyText)
+	default:
+	}
+	return nil
+}
+
+var _ = io.EOF

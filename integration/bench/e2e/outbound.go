@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// outSink counts the messages the receivers get and samples the CPU times
+// when the warm-up is over and when the last item has arrived.
+type outSink struct {
+	ids         *idSet
+	warm, total int64
+	got         atomic.Int64 // distinct ids received
+	errs        atomic.Int64 // type='error' messages
+	cpus        atomic.Pointer[cpuSet]
+
+	mu         sync.Mutex
+	start, end cpuSample
+	startCount int64
+	started    chan struct{}
+	ended      chan struct{}
+}
+
+var typeError = []byte("error")
+
+func (s *outSink) messages(ids, types [][]byte) {
+	fresh := int64(0)
+	for i, id := range ids {
+		if string(types[i]) == string(typeError) {
+			s.errs.Add(1)
+			continue
+		}
+		if s.ids.add(id) {
+			fresh++
+		}
+	}
+	if fresh == 0 {
+		return
+	}
+	now := s.got.Add(fresh)
+	old := now - fresh
+	threshold := max(s.warm, 1)
+	if old < threshold && now >= threshold {
+		var smp cpuSample
+		if c := s.cpus.Load(); c != nil {
+			smp = c.sample()
+		}
+		s.mu.Lock()
+		s.start, s.startCount = smp, now
+		s.mu.Unlock()
+		close(s.started)
+	}
+	if old < s.total && now >= s.total {
+		var smp cpuSample
+		if c := s.cpus.Load(); c != nil {
+			smp = c.sample()
+		}
+		s.mu.Lock()
+		s.end = smp
+		s.mu.Unlock()
+		close(s.ended)
+	}
+}
+
+// bridge is what carries the items: the gateway or the baseline bridge.
+type bridge struct {
+	proc     *process
+	httpAddr string // its /metrics
+}
+
+type starter func(q queues) (*bridge, error)
+
+// Outbound measures n items (after warm ones) through the gateway.
+func (e *Env) Outbound(run, n, warm int) (Result, error) {
+	return e.outbound("outbound", "o", run, n, warm, e.startGateway)
+}
+
+func (e *Env) startGateway(q queues) (*bridge, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := mkdirTemp(e.dir, "gw-")
+	if err != nil {
+		return nil, err
+	}
+	c := gwConfig{prosody: e.Prosody, amqpURL: e.opt.AMQPURL, out: q.out, in: q.in, dead: q.dead,
+		prefetch: e.opt.Prefetch, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", port),
+		logLevel: e.opt.LogLevel, queueType: e.opt.QueueType}
+	p, err := startGateway(e.bin, c)
+	if err != nil {
+		return nil, err
+	}
+	return &bridge{proc: p, httpAddr: c.httpAddr}, nil
+}
+
+const sentMetric = `xmppgw_outbound_items_total{result="sent"}`
+
+func (e *Env) outbound(kind, letter string, run, n, warm int, start starter) (res Result, err error) {
+	res = Result{Kind: kind, Run: run}
+	q, err := e.newQueues(kind)
+	if err != nil {
+		return res, err
+	}
+	defer e.deleteQueues(q)
+	total := n + warm
+	prefix := fmt.Sprintf("%s%d.", letter, run)
+	t0 := time.Now()
+	if err := e.publishItems(q.out, prefix, total); err != nil {
+		return res, err
+	}
+	e.opt.Logf("%s run %d: published %d items in %s", kind, run, total, time.Since(t0).Round(time.Millisecond))
+
+	s := &outSink{ids: newIDSet(prefix, total), warm: int64(warm), total: int64(total),
+		started: make(chan struct{}), ended: make(chan struct{})}
+	for _, c := range e.receivers {
+		c.setSink(s)
+	}
+	defer func() {
+		for _, c := range e.receivers {
+			c.setSink(nil)
+		}
+	}()
+	b, err := start(q)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if b.proc.exited() {
+			return
+		}
+		if serr := b.proc.stop(60 * time.Second); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	cpus := e.cpus(b.proc.pid())
+	s.cpus.Store(cpus)
+
+	// Wait for the last item, failing when nothing moves for opt.Stall.
+	last, lastAt := int64(-1), time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-s.ended:
+			break wait
+		case <-b.proc.done:
+			return res, fmt.Errorf("%s exited; log:\n%s", b.proc.name, tail(b.proc.log, 4096))
+		case <-tick.C:
+			if g := s.got.Load(); g != last {
+				last, lastAt = g, time.Now()
+			} else if time.Since(lastAt) > e.opt.Stall {
+				return res, e.lost(s, fmt.Sprintf("no progress for %s: %d of %d items received", e.opt.Stall, g, total))
+			}
+		}
+	}
+	// Then until the bridge has acknowledged every item to the broker.
+	deadline := time.Now().Add(e.opt.Stall)
+	var acked float64
+	for {
+		m, err := scrape(b.httpAddr)
+		if err == nil {
+			acked = m[sentMetric]
+			if acked >= float64(total) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("only %v of %d items acknowledged %s after the last arrived", acked, total, e.opt.Stall)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	ackSample := cpus.sample()
+	s.mu.Lock()
+	startS, endS, startCount := s.start, s.end, s.startCount
+	s.mu.Unlock()
+	res.Items = total - int(startCount)
+	res.Metrics = acked
+	e.fill(&res, cpus, startS, ackSample)
+	if d := endS.at.Sub(startS.at).Seconds(); d > 0 {
+		res.RecvRate = float64(res.Items) / d
+	}
+	res.Dups = s.ids.dups.Load()
+	res.Errors = s.errs.Load()
+
+	// Stop gracefully: anything not acknowledged would go back to the
+	// queue.
+	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return res, err
+	}
+	defer ch.Close()
+	if left, err := queueLen(ch, q.out); err != nil {
+		return res, err
+	} else if left != 0 {
+		return res, fmt.Errorf("%d items left in %s after a graceful stop (not acknowledged)", left, q.out)
+	}
+	if dl, err := queueLen(ch, q.dead); err == nil && dl != 0 {
+		return res, fmt.Errorf("%d items dead-lettered", dl)
+	}
+	if stray := s.ids.stray.Load(); stray != 0 {
+		e.opt.Logf("%s run %d: %d messages with unexpected ids", kind, run, stray)
+	}
+	return res, nil
+}
+
+// lost reports the missing ids.
+func (e *Env) lost(s *outSink, why string) error {
+	n, some := s.ids.missing(20)
+	return fmt.Errorf("%w: %s; %d ids missing, e.g. %s", ErrLost, why, n, strings.Join(some, " "))
+}
+
+var _ = errors.New
