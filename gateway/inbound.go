@@ -16,9 +16,13 @@ import (
 	"xmppgw/stanza"
 )
 
-// inboundBuffer bounds the events held between the XMPP reader and the broker
-// (memory: at most this many events of at most inboundLimits each).
-const inboundBuffer = 4096
+// The events held between the XMPP reader and the broker's confirm are
+// bounded in number and in bytes of text and payload; past either bound new
+// messages are refused (type wait) until the broker catches up.
+const (
+	inboundBuffer      = 4096
+	inboundBufferBytes = 32 << 20
+)
 
 // inboundLimits bound what the gateway accepts in one inbound stanza.
 var inboundLimits = stanza.Limits{MaxTextBytes: 256 << 10, MaxPayloadBytes: 256 << 10, MaxDepth: 32}
@@ -43,6 +47,12 @@ type inbound struct {
 	ids   atomic.Uint64
 	idPfx string
 	warn  sampler
+	bytes atomic.Int64 // size of the events buffered or awaiting a confirm
+}
+
+// size is what an event counts against inboundBufferBytes.
+func eventSize(ev *stanza.Event) int64 {
+	return int64(len(ev.Text) + len(ev.Payload) + len(ev.Subject) + len(ev.Thread) + 256)
 }
 
 func newInbound(g *Gateway) *inbound {
@@ -95,10 +105,17 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 		in.refuse(s, ev, "broker_down")
 		return
 	}
+	size := eventSize(ev)
+	if in.bytes.Add(size) > inboundBufferBytes {
+		in.bytes.Add(-size)
+		in.refuse(s, ev, "buffer_full")
+		return
+	}
 	select {
 	case in.ch <- inItem{ev: *ev, sess: s, key: key, route: route}:
 		in.g.metrics.InboundBuffer.Inc()
 	default:
+		in.bytes.Add(-size)
 		in.refuse(s, ev, "buffer_full")
 	}
 }
@@ -144,8 +161,12 @@ type pendingEvent struct {
 func (in *inbound) run(ctx context.Context) error {
 	var buf []byte
 	var pending []pendingEvent
-	settle := func(pe pendingEvent) {
+	release := func(it *inItem) {
 		in.g.metrics.InboundBuffer.Dec()
+		in.bytes.Add(-eventSize(&it.ev))
+	}
+	settle := func(pe pendingEvent) {
+		release(&pe.it)
 		err := pe.c.Err()
 		if err == nil {
 			in.g.metrics.InboundEvents.WithLabelValues(pe.it.ev.Kind, pe.it.route).Inc()
@@ -192,7 +213,7 @@ func (in *inbound) run(ctx context.Context) error {
 			pending = pending[1:]
 		case it := <-items:
 			if pub == nil {
-				in.g.metrics.InboundBuffer.Dec()
+				release(&it)
 				in.refuse(it.sess, &it.ev, "broker_down")
 				continue
 			}
@@ -206,7 +227,7 @@ func (in *inbound) run(ctx context.Context) error {
 				Body:         buf,
 			}, true)
 			if err != nil {
-				in.g.metrics.InboundBuffer.Dec()
+				release(&it)
 				in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
 				in.refuse(it.sess, &it.ev, "broker_down")
 				continue

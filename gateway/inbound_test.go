@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"xmppgw/queue"
+	"xmppgw/stanza"
+)
+
+func newTestGateway(t *testing.T, extra string) *Gateway {
+	t.Helper()
+	cfg, err := LoadConfig(writeConfig(t, minimal+"http:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n"+extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.pres.close)
+	return g
+}
+
+// TestInboundBufferBounded fills the buffer without a publisher loop: past
+// the bound in bytes or in number, messages are refused, not held.
+func TestInboundBufferBounded(t *testing.T) {
+	g := newTestGateway(t, "")
+	g.publisher.set(&queue.Publisher{}) // "up", never drained: no run loop
+	text := strings.Repeat("x", 64<<10)
+	accepted := 0
+	for i := 0; i < 2000; i++ {
+		ev := &stanza.Event{Kind: "message", From: "a@example.org/r", To: "n@gw.example.org", Text: text}
+		before := len(g.in.ch)
+		g.in.offer(nil, ev)
+		if len(g.in.ch) > before {
+			accepted++
+		}
+	}
+	if max := inboundBufferBytes / (64<<10 + 256); accepted > max || accepted < max-1 {
+		t.Fatalf("accepted %d events of 64 KiB, want about %d (the byte bound)", accepted, max)
+	}
+	if got := g.in.bytes.Load(); got > inboundBufferBytes {
+		t.Fatalf("buffered %d bytes, over the bound %d", got, inboundBufferBytes)
+	}
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("buffer_full")); int(r) != 2000-accepted {
+		t.Fatalf("refused{buffer_full} = %v, want %d", r, 2000-accepted)
+	}
+
+	// Small events hit the bound in number.
+	g2 := newTestGateway(t, "")
+	g2.publisher.set(&queue.Publisher{})
+	for i := 0; i < inboundBuffer+100; i++ {
+		g2.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
+	}
+	if len(g2.in.ch) != inboundBuffer {
+		t.Fatalf("buffered %d events, want the bound %d", len(g2.in.ch), inboundBuffer)
+	}
+}
+
+func TestInboundRefusedWhileBrokerDown(t *testing.T) {
+	g := newTestGateway(t, "")
+	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
+	if len(g.in.ch) != 0 {
+		t.Fatal("event buffered while the broker is down")
+	}
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("broker_down")); r != 1 {
+		t.Fatalf("refused{broker_down} = %v", r)
+	}
+}
+
+func TestInboundRouting(t *testing.T) {
+	g := newTestGateway(t, "inbound:\n  routes:\n    shop: q.shop\n")
+	g.publisher.set(&queue.Publisher{})
+	for i, tc := range []struct{ to, key, route string }{
+		0: {"shop@gw.example.org", "q.shop", "shop"},
+		1: {"shop@gw.example.org/res", "q.shop", "shop"},
+		2: {"other@gw.example.org", "xmpp-in", "default"},
+		3: {"gw.example.org", "xmpp-in", "default"},
+	} {
+		g.in.offer(nil, &stanza.Event{Kind: "message", To: tc.to, Text: "x"})
+		it := <-g.in.ch
+		if it.key != tc.key || it.route != tc.route {
+			t.Errorf("%d: %s → key %q route %q, want %q %q", i, tc.to, it.key, it.route, tc.key, tc.route)
+		}
+		if it.ev.ID == "" {
+			t.Errorf("%d: no id generated", i)
+		}
+	}
+}
