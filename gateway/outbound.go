@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/time/rate"
 
 	"xmppgw/component"
 	"xmppgw/queue"
@@ -52,15 +55,33 @@ type outbound struct {
 	open    *batch   // items taken and written but not yet behind a barrier
 	pending []*batch // behind a barrier, waiting for its answer, oldest first
 	free    []*batch
+
+	limiter *rate.Limiter // outbound.rate; rate.Inf when unlimited
+	gen     atomic.Uint64 // bumped by a reload: rebuild the encoder
 }
 
 func newOutbound(g *Gateway) *outbound {
-	return &outbound{
-		g:    g,
-		log:  g.log.With("component", "outbound"),
-		buf:  make([]byte, 0, maxBatchBytes+64<<10),
-		open: &batch{},
+	o := &outbound{
+		g:       g,
+		log:     g.log.With("component", "outbound"),
+		buf:     make([]byte, 0, maxBatchBytes+64<<10),
+		open:    &batch{},
+		limiter: rate.NewLimiter(rate.Inf, 1),
 	}
+	o.setRate(g.cfg.Load().Outbound.Rate)
+	return o
+}
+
+// setRate sets the token bucket: r stanzas per second (0 = unlimited) with a
+// burst of 50 ms worth, so that bursts stay small next to a server's traffic
+// shaping.
+func (o *outbound) setRate(r float64) {
+	if r <= 0 {
+		o.limiter.SetLimit(rate.Inf)
+		return
+	}
+	o.limiter.SetBurst(max(1, int(math.Ceil(r/20))))
+	o.limiter.SetLimit(rate.Limit(r))
 }
 
 // run consumes while an XMPP session and the publisher are up, and stops
@@ -155,11 +176,7 @@ func (o *outbound) newBatch() *batch {
 // session runs the pipeline over one XMPP session and one consumer. It
 // returns nil after a graceful drain (ctx cancelled), else why it stopped.
 func (o *outbound) session(ctx context.Context, cfg *Config, sess *component.Session, pub *queue.Publisher, cons *queue.Consumer) error {
-	enc, err := stanza.NewEncoder(o.g.encoderOptions(cfg, sess.Addr().String()))
-	if err != nil {
-		return fmt.Errorf("outbound: %w", err)
-	}
-	return o.pump(ctx, cfg, enc, sess, publisherDL{pub}, cons)
+	return o.pump(ctx, cfg, sess.Addr().String(), sess, publisherDL{pub}, cons)
 }
 
 // publisherDL adapts queue.Publisher to deadLetterer.
@@ -170,9 +187,12 @@ func (p publisherDL) DeadLetter(ctx context.Context, q string, d *amqp.Delivery,
 }
 
 // pump moves deliveries into the stream until it fails or ctx is done.
-func (o *outbound) pump(ctx context.Context, cfg *Config, enc *stanza.Encoder, sess stream, pub deadLetterer, cons consumer) error {
-	p := pipe{o: o, sess: sess, pub: pub, cons: cons, enc: enc, dlq: cfg.AMQP.DeadLetterQueue,
+func (o *outbound) pump(ctx context.Context, cfg *Config, addr string, sess stream, pub deadLetterer, cons consumer) error {
+	p := pipe{o: o, sess: sess, pub: pub, cons: cons, addr: addr, dlq: cfg.AMQP.DeadLetterQueue,
 		barrierEvery: max(1, cfg.AMQP.Prefetch/4)}
+	if err := p.encoder(); err != nil {
+		return err
+	}
 	deliveries := cons.Deliveries()
 	stop := ctx.Done()
 	for {
@@ -191,6 +211,9 @@ func (o *outbound) pump(ctx context.Context, cfg *Config, enc *stanza.Encoder, s
 					return p.finish()
 				}
 				return consumerLost(cons)
+			}
+			if err := p.encoder(); err != nil {
+				return err
 			}
 			if err := p.take(&d); err != nil {
 				return err
@@ -271,15 +294,68 @@ type pipe struct {
 	pub          deadLetterer
 	cons         consumer
 	enc          *stanza.Encoder
+	encGen       uint64 // outbound.gen the encoder was built for
+	addr         string // the session's address (client mode: the sender)
 	dlq          string
 	barrierEvery int // items written without a barrier before one is forced
 	draining     bool
 	taken        int // items in the batch being built
 }
 
+// encoder (re)builds the encoder when the config changed.
+func (p *pipe) encoder() error {
+	gen := p.o.gen.Load()
+	if p.enc != nil && gen == p.encGen {
+		return nil
+	}
+	enc, err := stanza.NewEncoder(p.o.g.encoderOptions(p.o.g.cfg.Load(), p.addr))
+	if err != nil {
+		return fmt.Errorf("outbound: %w", err)
+	}
+	p.enc, p.encGen = enc, gen
+	return nil
+}
+
+// pace waits for the rate limit's token for one stanza. While it waits, the
+// batch so far is written and barrier answers are still acted on. It
+// returns the reservation so that a dead-lettered item can give its token
+// back.
+func (p *pipe) pace() (*rate.Reservation, error) {
+	lim := p.o.limiter
+	if lim.Limit() == rate.Inf {
+		return nil, nil
+	}
+	r := lim.Reserve()
+	d := r.Delay()
+	if d <= 0 {
+		return r, nil
+	}
+	if err := p.flush(); err != nil {
+		return r, err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return r, nil
+		case <-p.sess.Notify():
+			if err := p.confirm(); err != nil {
+				return r, err
+			}
+		case <-p.sess.Done():
+			return r, fmt.Errorf("xmpp session ended: %v", p.sess.Err())
+		}
+	}
+}
+
 // take encodes one delivery into the batch, or dead-letters it.
 func (p *pipe) take(d *amqp.Delivery) error {
 	o := p.o
+	res, err := p.pace()
+	if err != nil {
+		return err
+	}
 	b := o.open
 	meta := stanza.Meta{
 		MessageID:     d.MessageId,
@@ -291,9 +367,11 @@ func (p *pipe) take(d *amqp.Delivery) error {
 		Timestamp:     d.Timestamp,
 	}
 	var info stanza.Info
-	var err error
 	o.buf, info, err = p.enc.Append(o.buf, d.Body, meta)
 	if err != nil {
+		if res != nil {
+			res.Cancel() // nothing goes out for it
+		}
 		reason := "invalid"
 		var ie *stanza.ItemError
 		if errors.As(err, &ie) {
@@ -450,6 +528,9 @@ func (p *pipe) finish() error {
 	return nil
 }
 
-// reloaded picks up live changes of the outbound section (applied to the
-// next consuming session's encoder and to the rate limit).
-func (o *outbound) reloaded(*Config) {}
+// reloaded picks up live changes of the outbound section: the rate at once,
+// the encoder's settings from the next batch on.
+func (o *outbound) reloaded(cfg *Config) {
+	o.setRate(cfg.Outbound.Rate)
+	o.gen.Add(1)
+}

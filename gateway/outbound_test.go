@@ -178,14 +178,10 @@ func startPump(t *testing.T, prefetch int) *pumpHarness {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.pres.close)
-	enc, err := stanza.NewEncoder(g.encoderOptions(cfg, cfg.XMPP.Domain))
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &pumpHarness{t: t, g: g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	go func() { h.errc <- g.out.pump(ctx, cfg, enc, h.s, h.dl, h.c) }()
+	go func() { h.errc <- g.out.pump(ctx, cfg, cfg.XMPP.Domain, h.s, h.dl, h.c) }()
 	t.Cleanup(func() {
 		cancel()
 		h.s.kill()
@@ -355,5 +351,84 @@ func TestPumpStopsWithoutAckWhenStreamDies(t *testing.T) {
 	}
 	if a := h.c.acked(); len(a) != 0 {
 		t.Fatalf("acked %v without confirmation", a)
+	}
+}
+
+func TestPumpRateLimitKeepsOrder(t *testing.T) {
+	h := startPump(t, 1000)
+	next := *h.g.Config()
+	next.Outbound.Rate = 100 // burst 5
+	h.g.Reload(&next)
+	start := time.Now()
+	const n = 30
+	for i := 1; i <= n; i++ {
+		h.deliver(item(i))
+	}
+	written := func() int {
+		w, _ := h.s.sent()
+		return strings.Count(strings.Join(w, ""), "<message")
+	}
+	// Answer barriers as they come so that nothing waits on acks.
+	go func() {
+		for written() < n {
+			_, seq := h.s.sent()
+			h.s.confirm(seq)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	eventually(t, "all written", func() bool { return written() == n })
+	if d := time.Since(start); d < 220*time.Millisecond {
+		t.Fatalf("%d items at 100/s (burst 5) took %s, want ≥ 250 ms", n, d)
+	}
+	w, _ := h.s.sent()
+	all := strings.Join(w, "")
+	last := -1
+	for i := 1; i <= n; i++ {
+		at := strings.Index(all, fmt.Sprintf("item %d<", i))
+		if at < last {
+			t.Fatalf("item %d out of order", i)
+		}
+		last = at
+	}
+
+	// Back to unlimited, live.
+	next.Outbound.Rate = 0
+	h.g.Reload(&next)
+	start = time.Now()
+	for i := n + 1; i <= n+200; i++ {
+		h.deliver(item(i))
+	}
+	eventually(t, "unlimited burst written", func() bool { return written() == n+200 })
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("200 items unlimited took %s", d)
+	}
+}
+
+func TestPumpReloadAppliesEncoderSettings(t *testing.T) {
+	h := startPump(t, 4)
+	h.deliver(`{"target":"alice@example.org","text":"before"}`)
+	eventually(t, "first", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	next := *h.g.Config()
+	next.Outbound.DefaultType = "headline"
+	next.Outbound.MaxTextBytes = 5
+	h.g.Reload(&next)
+	h.deliver(`{"target":"alice@example.org","text":"after"}`)
+	h.deliver(`{"target":"alice@example.org","text":"too long now"}`)
+	eventually(t, "second written and third dead-lettered", func() bool {
+		w, _ := h.s.sent()
+		return strings.Contains(strings.Join(w, ""), "after") && len(h.dl.list()) == 1
+	})
+	w, _ := h.s.sent()
+	for _, st := range strings.Split(strings.Join(w, ""), "<message")[1:] {
+		want := "type='chat'"
+		if strings.Contains(st, "after") {
+			want = "type='headline'"
+		}
+		if !strings.Contains(st, want) {
+			t.Fatalf("want %s in <message%s", want, st)
+		}
+	}
+	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "text_too_long") {
+		t.Fatalf("reason %q", r)
 	}
 }
