@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// errSink counts the error stanzas a sender gets back (refused messages).
+type errSink struct{ errs atomic.Int64 }
+
+func (s *errSink) messages(_, types [][]byte) {
+	for _, t := range types {
+		if string(t) == string(typeError) {
+			s.errs.Add(1)
+		}
+	}
+}
+
+// Inbound measures n events (after warm ones) through the gateway.
+func (e *Env) Inbound(run, n, warm int) (Result, error) {
+	return e.inbound("inbound", "i", run, n, warm, e.startGateway)
+}
+
+// send makes the senders send the messages with ids prefix+[from, to) to
+// notices@<component>, each sender a share, in big writes, as fast as
+// Prosody reads them.
+func (e *Env) send(prefix string, from, to int) error {
+	target := "notices@" + e.Prosody.ComponentDomain
+	var wg sync.WaitGroup
+	errs := make(chan error, len(e.senders))
+	for k, c := range e.senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 0, 80<<10)
+			for i := from + k; i < to; i += len(e.senders) {
+				buf = append(buf, "<message type='chat' to='"...)
+				buf = append(buf, target...)
+				buf = append(buf, "' id='"...)
+				buf = append(buf, prefix...)
+				buf = strconv.AppendInt(buf, int64(i), 10)
+				buf = append(buf, "'><body>Hello, this is customer message number "...)
+				buf = strconv.AppendInt(buf, int64(100000+i), 10)
+				buf = append(buf, ", asking about the order I placed on Monday morning.</body></message>"...)
+				if len(buf) >= 64<<10 {
+					if err := c.write(buf); err != nil {
+						errs <- err
+						return
+					}
+					buf = buf[:0]
+				}
+			}
+			if len(buf) > 0 {
+				if err := c.write(buf); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res Result, err error) {
+	res = Result{Kind: kind, Run: run}
+	q, err := e.newQueues(kind)
+	if err != nil {
+		return res, err
+	}
+	defer e.deleteQueues(q)
+	total := n + warm
+	prefix := fmt.Sprintf("%s%d.", letter, run)
+	s := &errSink{}
+	for _, c := range e.senders {
+		c.setSink(s)
+	}
+	defer func() {
+		for _, c := range e.senders {
+			c.setSink(nil)
+		}
+	}()
+	b, err := start(q)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if b.proc.exited() {
+			return
+		}
+		if serr := b.proc.stop(60 * time.Second); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
+		return res, err
+	}
+	cpus := e.cpus(b.proc.pid())
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return res, err
+	}
+	defer ch.Close()
+
+	// waitQueue polls the queue until it holds want events (or want
+	// minus the refused ones), failing when nothing moves for opt.Stall.
+	waitQueue := func(want int) (int, error) {
+		last, lastAt := -1, time.Now()
+		for {
+			got, err := queueLen(ch, q.in)
+			if err != nil {
+				return got, err
+			}
+			if got+int(s.errs.Load()) >= want {
+				return got, nil
+			}
+			if b.proc.exited() {
+				return got, fmt.Errorf("%s exited; log:\n%s", b.proc.name, tail(b.proc.log, 4096))
+			}
+			if got != last {
+				last, lastAt = got, time.Now()
+			} else if time.Since(lastAt) > e.opt.Stall {
+				return got, fmt.Errorf("no progress for %s: %d of %d events in %s (%d refused)", e.opt.Stall, got, want, q.in, s.errs.Load())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if warm > 0 {
+		if err := e.send(prefix, 0, warm); err != nil {
+			return res, err
+		}
+		if _, err := waitQueue(warm); err != nil {
+			return res, err
+		}
+	}
+	a := cpus.sample()
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- e.send(prefix, warm, total) }()
+	if _, err := waitQueue(total); err != nil {
+		return res, err
+	}
+	z := cpus.sample()
+	if err := <-sendErr; err != nil {
+		return res, err
+	}
+	res.Items = n
+	e.fill(&res, cpus, a, z)
+	res.Errors = s.errs.Load()
+	if m, err := scrape(b.httpAddr); err == nil {
+		res.Refused = sumMetric(m, "xmppgw_inbound_refused_total")
+		res.Metrics = sumMetric(m, "xmppgw_inbound_events_total")
+	}
+	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+
+	// Every event must be in the queue once (or have been refused, which
+	// the table shows).
+	ids := newIDSet(prefix, total)
+	if err := drainIDs(ch, q.in, ids, total); err != nil {
+		return res, err
+	}
+	res.Dups = ids.dups.Load()
+	missing, some := ids.missing(20)
+	res.Missing = missing
+	if int64(missing) > res.Errors || (res.Refused > 0 && float64(missing) > res.Refused) {
+		return res, fmt.Errorf("%w: %d events missing from %s, %d refused (error stanzas %d), e.g. %v", ErrLost, missing, q.in, int(res.Refused), res.Errors, some)
+	}
+	if missing > 0 || res.Refused > 0 {
+		e.opt.Logf("WARNING %s run %d: %d events refused (senders got %d error stanzas)", kind, run, missing, res.Errors)
+	}
+	return res, nil
+}
+
+// drainIDs consumes the queue and records the "id" of every event.
+func drainIDs(ch *amqp.Channel, q string, ids *idSet, want int) error {
+	if err := ch.Qos(5000, 0, false); err != nil {
+		return err
+	}
+	ds, err := ch.Consume(q, "bench-drain", true, false, false, false, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ch.Cancel("bench-drain", false) }()
+	got := 0
+	for got < want {
+		select {
+		case d := <-ds:
+			got++
+			ids.add(jsonString(d.Body, "id"))
+		case <-time.After(2 * time.Second):
+			return nil
+		}
+	}
+	return nil
+}
