@@ -81,8 +81,17 @@ func diffConfig(a, b *Config) []string {
 	return out
 }
 
-// onReload lets running parts pick up live changes.
+// onReload lets running parts pick up live changes. New route queues are
+// declared at once, so that their first events are not returned as
+// unroutable (a publisher that connects later declares them anyway).
 func (g *Gateway) onReload(old, cur *Config) {
 	g.out.reloaded(cur)
 	g.pres.reloaded(old, cur)
+	if !reflect.DeepEqual(old.Inbound.Routes, cur.Inbound.Routes) {
+		if p := g.publisher.get(); p != nil {
+			if err := p.Declare(g.topology(cur)); err != nil {
+				g.log.Error("declaring the queues of the new routes failed", "err", err)
+			}
+		}
+	}
 }
