@@ -37,10 +37,12 @@ component_interfaces = { "127.0.0.1" }
 --                             storage keeps at most storage_archive_item_limit
 --                             (default 10,000) messages per user; raise it if
 --                             your workers can queue more for one user;
---   mod_ping                  the gateway pings the server's domain as a
---                             delivery barrier and keepalive; mod_ping on the
---                             VirtualHost answers (an error reply would do
---                             as a barrier too, but keep the logs clean).
+--   mod_ping                  client mode only: the gateway pings the
+--                             server's domain as a delivery barrier and
+--                             keepalive. In component mode the barrier ping
+--                             is addressed to the component's own domain and
+--                             routed back to it by Prosody, which needs no
+--                             module.
 -- mod_limits (if enabled) throttles c2s/s2s connections, not components, but
 -- users receiving many notices may be slowed by it on their own c2s stream.
 
