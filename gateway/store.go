@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"time"
@@ -70,6 +72,9 @@ func openStore(path string, lockTimeout time.Duration) (st *store, err error) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, wrap(err)
 		}
+	}
+	if err := checkStoreFile(path); err != nil {
+		return nil, wrap(err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if err != nil {
@@ -142,6 +147,63 @@ func (s *store) init() error {
 }
 
 func (s *store) close() error { return s.db.Close() }
+
+// checkStoreFile looks at an existing file's meta pages before bbolt maps
+// it: bbolt trusts the high-water mark they record, and touching a page
+// beyond the end of a truncated file is a SIGBUS that no recover catches.
+// Layout (bbolt internal/common, native byte order): a 16-byte page header,
+// then magic, version, page size, flags (uint32 each), root bucket (16
+// bytes), freelist, high-water mark and txid (uint64 each), and an FNV-64a
+// checksum of the preceding 56 bytes. Files whose meta pages are both
+// invalid are left to bbolt, which reports them as invalid.
+func checkStoreFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return err // bbolt initialises an empty file and rejects the rest
+	}
+	const hdr, metaLen = 16, 64
+	type meta struct{ pageSize, pgid, txid uint64 }
+	read := func(off int64) (meta, bool) {
+		var b [hdr + metaLen]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			return meta{}, false
+		}
+		m := b[hdr:]
+		ne := binary.NativeEndian
+		if ne.Uint32(m[0:]) != 0xED0CDAED || ne.Uint32(m[4:]) != 2 {
+			return meta{}, false
+		}
+		h := fnv.New64a()
+		h.Write(m[:56])
+		if h.Sum64() != ne.Uint64(m[56:]) {
+			return meta{}, false
+		}
+		return meta{pageSize: uint64(ne.Uint32(m[8:])), pgid: ne.Uint64(m[40:]), txid: ne.Uint64(m[48:])}, true
+	}
+	best, ok := read(0)
+	ps := int64(os.Getpagesize())
+	if ok {
+		ps = int64(best.pageSize)
+	}
+	if m1, ok1 := read(ps); ok1 && (!ok || m1.txid > best.txid) {
+		best, ok = m1, true
+	}
+	if !ok {
+		return nil
+	}
+	if need := best.pgid * best.pageSize; best.pageSize == 0 || uint64(fi.Size()) < need {
+		return fmt.Errorf("%w: truncated: %d bytes, its pages need %d", ErrStoreCorrupt, fi.Size(), need)
+	}
+	return nil
+}
 
 func pairKey(local, contact string) []byte {
 	k := make([]byte, 0, len(local)+1+len(contact))
