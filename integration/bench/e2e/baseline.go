@@ -200,10 +200,28 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 	from := "notices@" + domain
 	buf := make([]byte, 0, 512<<10)
 	var (
-		pending []barrier
-		seq     uint64
-		stop    = ctx.Done()
+		pending      []barrier
+		seq          uint64
+		open         barrier // written, not yet behind a barrier
+		stop         = ctx.Done()
+		barrierEvery = max(1, prefetch/4)
 	)
+	// As the gateway does: a barrier when none is in flight or enough
+	// items went out without one; else the items ride on the next one, so
+	// that there is about one ping per round trip.
+	appendPing := func() {
+		seq++
+		buf = append(buf, "<iq type='get' id='p"...)
+		buf = strconv.AppendUint(buf, seq, 10)
+		buf = append(buf, "' from='"...)
+		buf = append(buf, domain...)
+		buf = append(buf, "' to='"...)
+		buf = append(buf, server...)
+		buf = append(buf, "'><ping xmlns='urn:xmpp:ping'/></iq>"...)
+		open.seq = seq
+		pending = append(pending, open)
+		open = barrier{}
+	}
 	ack := func() error {
 		c := confirmed.Load()
 		var last barrier
@@ -217,7 +235,16 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 			return nil
 		}
 		pending = append(pending[:0], pending[k:]...)
-		return ch.Ack(last.lastTag, true)
+		if err := ch.Ack(last.lastTag, true); err != nil {
+			return err
+		}
+		if len(pending) == 0 && open.n > 0 {
+			buf = buf[:0]
+			appendPing()
+			_, err := conn.Write(buf)
+			return err
+		}
+		return nil
 	}
 	for {
 		select {
@@ -227,6 +254,13 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 		case d, ok := <-deliveries:
 			if !ok {
 				// Drained: wait for the last barrier, then stop.
+				if open.n > 0 {
+					buf = buf[:0]
+					appendPing()
+					if _, err := conn.Write(buf); err != nil {
+						return err
+					}
+				}
 				deadline := time.After(10 * time.Second)
 				for len(pending) > 0 {
 					select {
@@ -241,33 +275,30 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 				return nil
 			}
 			buf = appendStanza(buf[:0], &d, from)
-			last, n := d.DeliveryTag, 1
+			open.lastTag = d.DeliveryTag
+			open.n++
+			taken := 1
 		more:
-			for n < 256 && len(buf) < 256<<10 {
+			for taken < 256 && len(buf) < 256<<10 {
 				select {
 				case d, ok := <-deliveries:
 					if !ok {
 						break more
 					}
 					buf = appendStanza(buf, &d, from)
-					last = d.DeliveryTag
-					n++
+					open.lastTag = d.DeliveryTag
+					open.n++
+					taken++
 				default:
 					break more
 				}
 			}
-			seq++
-			buf = append(buf, "<iq type='get' id='p"...)
-			buf = strconv.AppendUint(buf, seq, 10)
-			buf = append(buf, "' from='"...)
-			buf = append(buf, domain...)
-			buf = append(buf, "' to='"...)
-			buf = append(buf, server...)
-			buf = append(buf, "'><ping xmlns='urn:xmpp:ping'/></iq>"...)
+			if len(pending) == 0 || open.n >= barrierEvery {
+				appendPing()
+			}
 			if _, err := conn.Write(buf); err != nil {
 				return err
 			}
-			pending = append(pending, barrier{seq: seq, lastTag: last, n: n})
 		case <-notify:
 			if err := ack(); err != nil {
 				return err

@@ -203,7 +203,9 @@ func (e *Env) cpus(bridgePID int) *cpuSet {
 
 func (e *Env) fill(r *Result, c *cpuSet, a, b cpuSample) {
 	r.Secs = b.at.Sub(a.at).Seconds()
-	r.Rate = float64(r.Items) / r.Secs
+	if r.Secs > 0 {
+		r.Rate = float64(r.Items) / r.Secs
+	}
 	r.BridgeCPU = c.perItem("bridge", a, b, r.Items)
 	r.ProsodyCPU = c.perItem("prosody", a, b, r.Items)
 	r.ClientsCPU = c.perItem("self", a, b, r.Items)
