@@ -5,7 +5,7 @@
   var W = 600, H = 100, SPAN = 600e3; // viewBox size; the charts show 10 minutes
   var KEYS = ["t", "out", "dead", "in", "refused", "bounces", "depth", "in_flight", "lag_p95", "lag_mean", "barrier_p95", "xmpp", "amqp", "blocked"];
   var doc = JSON.parse(document.getElementById("initial").textContent);
-  var failures = 0;
+  var failures = 0, updates = 0;
 
   function $(id) { return document.getElementById(id); }
   function isNum(v) { return typeof v === "number" && isFinite(v); }
@@ -60,7 +60,7 @@
 
   // chart draws the series named in keys (the first also as an area) into
   // the figure with id, scaled to their common maximum.
-  function chart(id, keys, fmt) {
+  function chart(id, keys, fmt, span) {
     var fig = $(id), h = doc.history, t = h.t, now = doc.now, top = 0, i, k;
     for (k = 0; k < keys.length; k++)
       for (i = 0; i < t.length; i++) if (isNum(h[keys[k]][i]) && h[keys[k]][i] > top) top = h[keys[k]][i];
@@ -69,7 +69,7 @@
     for (k = 0; k < keys.length; k++) {
       var vs = h[keys[k]], d = "", a = "", open = false, x0 = 0, px = 0;
       for (i = 0; i < t.length; i++) {
-        var x = W - (now - t[i]) * W / SPAN;
+        var x = W - (now - t[i]) * W / span;
         var gap = i > 0 && t[i] - t[i - 1] > 2500;
         if (!isNum(vs[i]) || gap) {
           if (open && k === 0) a += "L" + px.toFixed(1) + " " + H + "L" + x0.toFixed(1) + " " + H + "Z";
@@ -92,6 +92,14 @@
     var last = t.length ? h[keys[0]][t.length - 1] : null;
     fig.setAttribute("data-last", isNum(last) ? String(last) : "");
     fig.querySelector(".max").textContent = "max " + fmt(max);
+    fig.querySelector(".from").textContent = span / 60e3 + " min ago";
+  }
+
+  // span is the time the charts show: the history so far in whole minutes,
+  // at least one, at most ten.
+  function span() {
+    var t = doc.history.t, have = t.length ? doc.now - t[0] : 0;
+    return Math.min(SPAN, Math.max(60e3, Math.ceil(have / 60e3) * 60e3));
   }
 
   function render() {
@@ -113,10 +121,11 @@
     badge("b-amqp", c.connected.amqp, "connected", "disconnected", true);
     $("b-blocked").hidden = !c.blocked;
     $("b-stale").hidden = failures < 3;
-    chart("c-out", ["out", "dead"], fmtRate);
-    chart("c-in", ["in", "refused", "bounces"], fmtRate);
-    chart("c-depth", ["depth", "in_flight"], fmtCount);
-    chart("c-lag", ["lag_p95", "lag_mean", "barrier_p95"], fmtSeconds);
+    var sp = span();
+    chart("c-out", ["out", "dead"], fmtRate, sp);
+    chart("c-in", ["in", "refused", "bounces"], fmtRate, sp);
+    chart("c-depth", ["depth", "in_flight"], fmtCount, sp);
+    chart("c-lag", ["lag_p95", "lag_mean", "barrier_p95"], fmtSeconds, sp);
   }
 
   // merge takes a newer document: its history continues ours unless the
@@ -144,6 +153,7 @@
       failures = 0;
       merge(next);
       render();
+      document.body.setAttribute("data-updates", String(++updates));
     }).catch(function () {
       failures++;
       $("b-stale").hidden = failures < 3;
