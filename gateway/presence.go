@@ -772,6 +772,11 @@ func (p *presence) settle(contact string, c *contactState, wasOnline bool) {
 	case !now && wasOnline:
 		p.nOnline--
 	}
+	for local, view := range c.views {
+		if len(view) == 0 {
+			delete(c.views, local)
+		}
+	}
 	if len(c.views) == 0 {
 		delete(p.contacts, contact)
 	}
