@@ -65,7 +65,13 @@ func dial(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
 		err = ctx.Err()
 	}
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil && err != cerr {
+		cerr := ctx.Err()
+		if d, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(d) {
+			// The socket deadline (= ctx's) fired a moment before ctx's
+			// own timer.
+			cerr = context.DeadlineExceeded
+		}
+		if cerr != nil && err != cerr {
 			err = fmt.Errorf("%w (%w)", cerr, err)
 		}
 		return nil, fmt.Errorf("queue: dial %s: %w", RedactURL(rawURL), err)
