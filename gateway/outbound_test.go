@@ -280,11 +280,13 @@ func TestPumpDeadLettersAfterConfirm(t *testing.T) {
 		w, _ := h.s.sent()
 		return strings.Count(strings.Join(w, ""), "<message") == 2
 	})
-	_, seq := h.s.sent()
-	h.s.confirm(seq)
-	time.Sleep(50 * time.Millisecond)
-	// The barrier covering the dead letter is answered, but the broker has
-	// not confirmed the dead letter: nothing past it may be acked.
+	// Answer every barrier for a while, however the items were batched.
+	answerAll := func() { _, seq := h.s.sent(); h.s.confirm(seq) }
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		answerAll()
+	}
+	// Every barrier is answered, but the broker has not confirmed the dead
+	// letter: nothing from it on may be acked.
 	for _, a := range h.c.acked() {
 		if a.tag >= 2 {
 			t.Fatalf("acked %+v before the dead letter was confirmed", a)
@@ -292,6 +294,7 @@ func TestPumpDeadLettersAfterConfirm(t *testing.T) {
 	}
 	dl.c.ch <- nil
 	eventually(t, "ack after the dead letter's confirm", func() bool {
+		answerAll()
 		a := h.c.acked()
 		return len(a) > 0 && a[len(a)-1] == (ack{3, true})
 	})
@@ -314,21 +317,26 @@ func TestPumpDrainsOnStop(t *testing.T) {
 	})
 	h.cancel()
 	eventually(t, "consumer cancelled", func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return h.c.cancelled })
-	_, seq := h.s.sent()
 	select {
 	case err := <-h.errc:
 		t.Fatalf("pump returned %v before the last barrier was answered", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	h.s.confirm(seq)
-	select {
-	case err := <-h.errc:
-		h.errc <- err
-		if err != nil {
-			t.Fatalf("drain: %v", err)
+	deadline := time.After(5 * time.Second)
+	for returned := false; !returned; {
+		_, seq := h.s.sent()
+		h.s.confirm(seq)
+		select {
+		case err := <-h.errc:
+			h.errc <- err
+			if err != nil {
+				t.Fatalf("drain: %v", err)
+			}
+			returned = true
+		case <-time.After(5 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("pump did not return after the last barrier")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("pump did not return after the last barrier")
 	}
 	if a := h.c.acked(); len(a) == 0 || a[len(a)-1] != (ack{3, true}) {
 		t.Fatalf("acks after drain = %v", a)
