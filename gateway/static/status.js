@@ -64,7 +64,7 @@
     var fig = $(id), h = doc.history, t = h.t, now = doc.now, top = 0, i, k;
     for (k = 0; k < keys.length; k++)
       for (i = 0; i < t.length; i++) if (isNum(h[keys[k]][i]) && h[keys[k]][i] > top) top = h[keys[k]][i];
-    var max = niceMax(top);
+    var max = niceMax(top * 1.1); // headroom: a flat line stays off the top edge
     var lines = fig.querySelectorAll("path.line"), area = fig.querySelector("path.area");
     for (k = 0; k < keys.length; k++) {
       var vs = h[keys[k]], d = "", a = "", open = false, x0 = 0, px = 0;
