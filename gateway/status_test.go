@@ -60,7 +60,7 @@ func fillHistory(t *testing.T, g *Gateway, n int) *history {
 	return h
 }
 
-func get(t *testing.T, url string) (*http.Response, string) {
+func statusGet(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -78,7 +78,7 @@ func TestStatusJSON(t *testing.T) {
 	g, srv := statusGateway(t, "inbound:\n  routes:\n    sales: site-b\n    ops: site-a\n")
 	h := fillHistory(t, g, 30)
 
-	resp, body := get(t, srv.URL+"/api/status")
+	resp, body := statusGet(t, srv.URL+"/api/status")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -161,7 +161,7 @@ func TestStatusJSON(t *testing.T) {
 
 	// ?since returns only what came after.
 	since := int64(*doc.History["t"][24])
-	_, body = get(t, srv.URL+"/api/status?since="+strconv.FormatInt(since, 10))
+	_, body = statusGet(t, srv.URL+"/api/status?since="+strconv.FormatInt(since, 10))
 	var later struct{ History map[string][]any }
 	if err := json.Unmarshal([]byte(body), &later); err != nil {
 		t.Fatal(err)
@@ -169,14 +169,14 @@ func TestStatusJSON(t *testing.T) {
 	if n := len(later.History["t"]); n != 5 {
 		t.Errorf("since the 25th sample: %d samples, want 5", n)
 	}
-	if resp, _ := get(t, srv.URL+"/api/status?since=yesterday"); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := statusGet(t, srv.URL+"/api/status?since=yesterday"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad since: status %d", resp.StatusCode)
 	}
 }
 
 func TestStatusJSONNotRecording(t *testing.T) {
 	_, srv := statusGateway(t, "")
-	resp, body := get(t, srv.URL+"/api/status")
+	resp, body := statusGet(t, srv.URL+"/api/status")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -205,7 +205,7 @@ func TestStatusClientModeHidesAccount(t *testing.T) {
 	srv := httptest.NewServer(g.handler())
 	t.Cleanup(srv.Close)
 	for _, path := range []string{"/", "/api/status"} {
-		_, body := get(t, srv.URL+path)
+		_, body := statusGet(t, srv.URL+path)
 		if strings.Contains(body, "bot-account") || strings.Contains(body, "pw-secret-value") {
 			t.Errorf("%s shows the account or its password", path)
 		}
@@ -218,7 +218,7 @@ func TestStatusClientModeHidesAccount(t *testing.T) {
 func TestStatusPage(t *testing.T) {
 	g, srv := statusGateway(t, "")
 	fillHistory(t, g, 30)
-	resp, body := get(t, srv.URL+"/")
+	resp, body := statusGet(t, srv.URL+"/")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -243,20 +243,20 @@ func TestStatusPage(t *testing.T) {
 
 	// The CSP admits exactly the page's inline style and script.
 	csp := resp.Header.Get("Content-Security-Policy")
-	style := between(t, body, "<style>", "</style>")
-	script := between(t, body, "<script>", "</script>")
+	style := cutBetween(t, body, "<style>", "</style>")
+	script := cutBetween(t, body, "<script>", "</script>")
 	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "'"+sriHash(style)+"'") || !strings.Contains(csp, "'"+sriHash(script)+"'") {
 		t.Errorf("CSP %q does not match the inline style and script", csp)
 	}
 
-	if resp, _ := get(t, srv.URL+"/nothing-here"); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := statusGet(t, srv.URL+"/nothing-here"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/nothing-here: %d, want 404", resp.StatusCode)
 	}
 }
 
 func TestStatusPageNotRecording(t *testing.T) {
 	_, srv := statusGateway(t, "")
-	resp, body := get(t, srv.URL+"/")
+	resp, body := statusGet(t, srv.URL+"/")
 	if resp.StatusCode != 200 || !strings.Contains(body, `<span id="v-out" data-value="0">0</span>`) {
 		t.Fatalf("status %d, body %s", resp.StatusCode, body)
 	}
@@ -282,7 +282,7 @@ func assertSelfContained(t *testing.T, page string) {
 	}
 }
 
-func between(t *testing.T, s, open, close string) string {
+func cutBetween(t *testing.T, s, open, close string) string {
 	t.Helper()
 	_, rest, ok := strings.Cut(s, open)
 	if !ok {
