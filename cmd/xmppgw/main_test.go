@@ -31,16 +31,16 @@ func TestExitCodes(t *testing.T) {
 		code int
 		out  string // substring of stdout+stderr
 	}{
-		0: {nil, exitUsage, "usage"},
-		1: {[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
-		2: {[]string{"version"}, exitOK, "xmppgw "},
-		3: {[]string{"check-config", "-c", "../../configs/component.example.yaml"}, exitOK, "<redacted>"},
-		4: {[]string{"check-config", "-c", bad}, exitUsage, "xmpp.keepalive"},
-		5: {[]string{"check-config"}, exitUsage, "-c FILE is required"},
-		6: {[]string{"check-config", "-c", "/nonexistent.yaml"}, exitUsage, "/nonexistent.yaml"},
-		7: {[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined"},
-		8: {[]string{"run", "-c", bad}, exitUsage, "xmpp.keepalive"},
-		9: {[]string{"send", "-c", bad, "--target", "a@b"}, exitUsage, "--text or --payload"},
+		0:  {nil, exitUsage, "usage"},
+		1:  {[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		2:  {[]string{"version"}, exitOK, "xmppgw "},
+		3:  {[]string{"check-config", "-c", "../../configs/component.example.yaml"}, exitOK, "<redacted>"},
+		4:  {[]string{"check-config", "-c", bad}, exitUsage, "xmpp.keepalive"},
+		5:  {[]string{"check-config"}, exitUsage, "-c FILE is required"},
+		6:  {[]string{"check-config", "-c", "/nonexistent.yaml"}, exitUsage, "/nonexistent.yaml"},
+		7:  {[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined"},
+		8:  {[]string{"run", "-c", bad}, exitUsage, "xmpp.keepalive"},
+		9:  {[]string{"send", "-c", bad, "--target", "a@b"}, exitUsage, "--text or --payload"},
 		10: {[]string{"send", "-c", bad, "--target", "a@b", "--payload", "{nope"}, exitUsage, "not valid JSON"},
 		11: {[]string{"help"}, exitOK, "commands:"},
 	} {
