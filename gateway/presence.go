@@ -813,9 +813,16 @@ func (p *presence) lookup(contact string) presenceAnswer {
 	if c == nil {
 		return ans
 	}
+	// A resource seen by several local JIDs is reported once, as the first
+	// local JID (in order) sees it, so that answers are deterministic.
+	locals := make([]string, 0, len(c.views))
+	for l := range c.views {
+		locals = append(locals, l)
+	}
+	sort.Strings(locals)
 	seen := map[string]bool{}
-	for _, view := range c.views {
-		for r, st := range view {
+	for _, l := range locals {
+		for r, st := range c.views[l] {
 			if seen[r] {
 				continue
 			}
