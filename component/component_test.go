@@ -36,6 +36,7 @@ func TestHandshakeErrors(t *testing.T) {
 	}{
 		0: {secret: "wrong", want: ErrAuth},
 		1: {secret: testSecret, answer: `<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`, want: ErrHostUnknown},
+		2: {secret: testSecret, answer: `<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Component already connected</text></stream:error></stream:stream>`, want: ErrConflict},
 	}
 	for i, tc := range tests {
 		t.Run(string(rune('0'+i)), func(t *testing.T) {

@@ -96,6 +96,8 @@ func componentErr(cfg Config, err error) error {
 			return fmt.Errorf("%w: the server at %s refused the secret for component %s (%s)", ErrAuth, cfg.Server, cfg.Domain, streamText(se))
 		case stream.HostUnknown.Err, stream.ImproperAddressing.Err:
 			return fmt.Errorf("%w: the server at %s does not serve component %s (%s)", ErrHostUnknown, cfg.Server, cfg.Domain, se.Err)
+		case stream.Conflict.Err:
+			return fmt.Errorf("%w: the server at %s has another connection for %s (%s)", ErrConflict, cfg.Server, cfg.Domain, streamText(se))
 		}
 		return fmt.Errorf("component: handshake of %s with %s: stream error %s %s", cfg.Domain, cfg.Server, se.Err, streamText(se))
 	}

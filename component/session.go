@@ -29,6 +29,9 @@ import (
 var (
 	ErrAuth        = errors.New("component: authentication failed")
 	ErrHostUnknown = errors.New("component: the server does not serve this domain")
+	// ErrConflict: another connection holds the component (a second
+	// gateway, with the server's default conflict policy).
+	ErrConflict = errors.New("component: the component is already connected")
 	ErrTimeout     = errors.New("component: keepalive timeout")
 	ErrClosed      = errors.New("component: session closed")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -13,6 +14,10 @@ import (
 
 // dialTimeout bounds one connection attempt (dial and negotiation).
 const dialTimeout = 15 * time.Second
+
+// standbyRetry is the base retry interval while another gateway holds the
+// component.
+const standbyRetry = 2 * time.Second
 
 func (g *Gateway) componentConfig(cfg *Config) component.Config {
 	x := cfg.XMPP
@@ -40,7 +45,7 @@ func (g *Gateway) componentConfig(cfg *Config) component.Config {
 func (g *Gateway) runXMPP(ctx context.Context) error {
 	log := g.log.With("component", "xmpp")
 	bo := newBackoff()
-	connectedOnce := false
+	connectedOnce, standingBy := false, false
 	for {
 		cfg := g.cfg.Load()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
@@ -54,12 +59,23 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 				return fmt.Errorf("xmpp: %w (check xmpp.domain and xmpp.secret, or xmpp.jid and xmpp.password, in %s and on the server)", err, cfgName(cfg))
 			}
 			wait := bo.next()
-			log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", err, "retry_in", wait.Round(time.Millisecond))
+			if errors.Is(err, component.ErrConflict) {
+				// Another gateway holds the component: stand by, and try
+				// often so that the takeover is quick.
+				wait = standbyRetry + time.Duration(rand.N(int64(standbyRetry)))
+				if !standingBy {
+					log.Info("another gateway holds the component; standing by", "server", cfg.XMPP.Server, "domain", cfg.XMPP.Domain)
+				}
+				standingBy = true
+			} else {
+				log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", err, "retry_in", wait.Round(time.Millisecond))
+			}
 			if !sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
+		standingBy = false
 		if connectedOnce {
 			g.metrics.Reconnects.WithLabelValues(linkXMPP).Inc()
 		}

@@ -102,6 +102,14 @@ type runningGateway struct {
 // until it is ready.
 func startGateway(t testing.TB, cfg *gateway.Config) *runningGateway {
 	t.Helper()
+	rg := startGatewayNoWait(t, cfg)
+	waitFor(t, 20*time.Second, "gateway ready", rg.Ready)
+	return rg
+}
+
+// startGatewayNoWait runs the gateway in-process until the test ends.
+func startGatewayNoWait(t testing.TB, cfg *gateway.Config) *runningGateway {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	g, err := gateway.New(cfg, gateway.Deps{Logger: log, Registry: reg, Version: "test"})
@@ -112,7 +120,6 @@ func startGateway(t testing.TB, cfg *gateway.Config) *runningGateway {
 	rg := &runningGateway{Gateway: g, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { rg.done <- g.Run(ctx) }()
 	t.Cleanup(func() { _ = rg.stop(t) })
-	waitFor(t, 20*time.Second, "gateway ready", func() bool { return g.Ready() })
 	return rg
 }
 

@@ -63,7 +63,10 @@ Component "gw.example.org"
 	-- a JID of it (the gateway never sends anything else); keep it on.
 	validate_from_addresses = true
 
-	-- If the gateway reconnects while Prosody still holds its old stream
-	-- (e.g. after a network cut), replace the old stream instead of refusing
-	-- the new one.
-	component_conflict_resolve = "kick_old"
+	-- A second connection for the component is refused (Prosody's default,
+	-- "kick_new"): a second gateway on the same component and queues is a
+	-- hot standby that retries every few seconds and takes over when the
+	-- first one goes away. ("kick_old" would make two gateways replace each
+	-- other in a loop.) After a network cut Prosody frees the old stream
+	-- when its TCP connection times out.
+	component_conflict_resolve = "kick_new"
