@@ -32,8 +32,8 @@ var (
 	// ErrConflict: another connection holds the component (a second
 	// gateway, with the server's default conflict policy).
 	ErrConflict = errors.New("component: the component is already connected")
-	ErrTimeout     = errors.New("component: keepalive timeout")
-	ErrClosed      = errors.New("component: session closed")
+	ErrTimeout  = errors.New("component: keepalive timeout")
+	ErrClosed   = errors.New("component: session closed")
 )
 
 // DefaultKeepalive is used when Config.Keepalive is zero.
