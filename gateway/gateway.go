@@ -49,6 +49,7 @@ type Gateway struct {
 	in   *inbound
 	out  *outbound
 	pres *presence
+	hist atomic.Pointer[history] // the status page's samples while Run runs
 
 	httpLn   net.Listener
 	httpSrv  *http.Server

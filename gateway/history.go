@@ -285,25 +285,15 @@ func (h *history) last(dst []sample, k int) []sample {
 	return dst
 }
 
-// histories holds the history of each running gateway, while its
-// recordHistory runs. (It lives here rather than in Gateway so that the
-// status page stays within status.go and history.go.)
-var histories sync.Map // *Gateway → *history
-
 // history returns the gateway's history, nil when it is not recording.
-func (g *Gateway) history() *history {
-	if h, ok := histories.Load(g); ok {
-		return h.(*history)
-	}
-	return nil
-}
+func (g *Gateway) history() *history { return g.hist.Load() }
 
 // recordHistory samples the gateway's figures for the status page once a
 // second until ctx is done.
 func (g *Gateway) recordHistory(ctx context.Context) {
 	h := newHistory(historyLen, time.Now())
-	histories.Store(g, h)
-	defer histories.Delete(g)
+	g.hist.Store(h)
+	defer g.hist.Store(nil)
 
 	var s snapshot
 	outQueue := g.cfg.Load().AMQP.OutQueue // a change needs a restart

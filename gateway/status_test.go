@@ -55,8 +55,7 @@ func fillHistory(t *testing.T, g *Gateway, n int) *history {
 		s.read(m, g.Config().AMQP.OutQueue)
 		h.record(start.Add(time.Duration(i)*time.Second), &s)
 	}
-	histories.Store(g, h)
-	t.Cleanup(func() { histories.Delete(g) })
+	g.hist.Store(h)
 	return h
 }
 
