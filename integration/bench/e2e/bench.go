@@ -51,6 +51,9 @@ type Options struct {
 	// GatewayRev is the git revision of the gateway to build ("" or
 	// "worktree": the working tree); GatewayBin a binary to use instead.
 	GatewayRev, GatewayBin string
+	// PerfDir: when set, the bridge process is recorded with `perf record
+	// -g` during each measured window, into PerfDir/<kind>-<run>.data.
+	PerfDir string
 }
 
 // Env is a running benchmark environment: one Prosody with its clients,

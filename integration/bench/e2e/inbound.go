@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,30 +131,40 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+	q0 := 0
 	if warm > 0 {
 		if err := e.send(prefix, 0, warm); err != nil {
 			return res, err
 		}
-		if _, err := waitQueue(warm); err != nil {
+		if q0, err = waitQueue(warm); err != nil {
 			return res, err
 		}
 	}
+	perf := e.startPerf(kind, run, b.proc.pid())
 	a := cpus.sample()
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- e.send(prefix, warm, total) }()
-	if _, err := waitQueue(total); err != nil {
+	q1, err := waitQueue(total)
+	if err != nil {
 		return res, err
 	}
 	z := cpus.sample()
+	perf.stop(e)
 	if err := <-sendErr; err != nil {
 		return res, err
 	}
-	res.Items = n
+	// Events queued in the window (refused ones are not items moved).
+	res.Items = q1 - q0
 	e.fill(&res, cpus, a, z)
 	res.Errors = s.errs.Load()
 	if m, err := scrape(b.httpAddr); err == nil {
 		res.Refused = sumMetric(m, "xmppgw_inbound_refused_total")
 		res.Metrics = sumMetric(m, "xmppgw_inbound_events_total")
+		for k, v := range m {
+			if v != 0 && strings.HasPrefix(k, "xmppgw_inbound_refused_total{") {
+				e.opt.Logf("%s run %d: %s %v", kind, run, k, v)
+			}
+		}
 	}
 	if err := b.proc.stop(60 * time.Second); err != nil {
 		return res, err

@@ -139,6 +139,7 @@ func (e *Env) outbound(kind, letter string, run, n, warm int, start starter) (re
 	}()
 	cpus := e.cpus(b.proc.pid())
 	s.cpus.Store(cpus)
+	perf := e.startPerf(kind, run, b.proc.pid())
 
 	// Wait for the last item, failing when nothing moves for opt.Stall.
 	last, lastAt := int64(-1), time.Now()
@@ -176,6 +177,7 @@ wait:
 		time.Sleep(2 * time.Millisecond)
 	}
 	ackSample := cpus.sample()
+	perf.stop(e)
 	s.mu.Lock()
 	startS, endS, startCount := s.start, s.end, s.startCount
 	s.mu.Unlock()
