@@ -188,7 +188,10 @@ type Result struct {
 	Missing    int     `json:"missing"`
 	Refused    float64 `json:"refused,omitempty"` // inbound: xmppgw_inbound_refused_total (or error replies)
 	Errors     int64   `json:"errors,omitempty"`  // error stanzas the clients received
-	Metrics    float64 `json:"counted,omitempty"` // the bridge's own count (xmppgw_outbound_items_total / inbound events)
+	Metrics    float64 `json:"counted,omitempty"`
+	// Read and write syscalls of the bridge per item (/proc/<pid>/io).
+	ReadsPerItem  float64 `json:"bridge_reads_per_item"`
+	WritesPerItem float64 `json:"bridge_writes_per_item"` // the bridge's own count (xmppgw_outbound_items_total / inbound events)
 }
 
 func (e *Env) cpus(bridgePID int) *cpuSet {
@@ -213,6 +216,10 @@ func (e *Env) fill(r *Result, c *cpuSet, a, b cpuSample) {
 	r.ProsodyCPU = c.perItem("prosody", a, b, r.Items)
 	r.ClientsCPU = c.perItem("self", a, b, r.Items)
 	r.BrokerCPU = c.perItem("broker", a, b, r.Items)
+	if r.Items > 0 && a.syscr >= 0 && b.syscr >= 0 {
+		r.ReadsPerItem = float64(b.syscr-a.syscr) / float64(r.Items)
+		r.WritesPerItem = float64(b.syscw-a.syscw) / float64(r.Items)
+	}
 }
 
 func randomHex(n int) string {

@@ -77,6 +77,30 @@ type cpuSet struct {
 type cpuSample struct {
 	at  time.Time
 	cpu []time.Duration
+	// syscr, syscw of the first process (the bridge) from /proc/<pid>/io.
+	syscr, syscw int64
+}
+
+// procIO returns the read and write syscall counts of pid.
+func procIO(pid int) (r, w int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return -1, -1
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		k, v, ok := bytes.Cut(line, []byte(": "))
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(string(v), 10, 64)
+		switch string(k) {
+		case "syscr":
+			r = n
+		case "syscw":
+			w = n
+		}
+	}
+	return r, w
 }
 
 func (c *cpuSet) add(name string, pid int) {
@@ -95,6 +119,9 @@ func (c *cpuSet) sample() cpuSample {
 			d = -1
 		}
 		s.cpu[i] = d
+	}
+	if len(c.pids) > 0 && c.pids[0] > 0 {
+		s.syscr, s.syscw = procIO(c.pids[0])
 	}
 	return s
 }

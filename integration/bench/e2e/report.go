@@ -89,17 +89,18 @@ func Summarize(rs []Result) []Summary {
 
 // PrintRuns writes one aligned line per run.
 func PrintRuns(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%-13s %3s %8s %7s %9s %9s %9s %9s %9s %9s %5s %7s %6s\n",
-		"kind", "run", "items", "secs", "items/s", "recv/s", "bridge", "prosody", "clients", "broker", "dups", "refused", "errors")
-	fmt.Fprintf(w, "%-13s %3s %8s %7s %9s %9s %9s %9s %9s %9s %5s %7s %6s\n",
-		"", "", "", "", "", "", "µs/item", "µs/item", "µs/item", "µs/item", "", "", "")
+	fmt.Fprintf(w, "%-13s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
+		"kind", "run", "items", "secs", "items/s", "recv/s", "bridge", "prosody", "clients", "broker", "reads", "writes", "dups", "refused", "errors")
+	fmt.Fprintf(w, "%-13s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
+		"", "", "", "", "", "", "µs/item", "µs/item", "µs/item", "µs/item", "/item", "/item", "", "", "")
 	for _, r := range rs {
 		recv := "-"
 		if r.RecvRate > 0 {
 			recv = fmt.Sprintf("%.0f", r.RecvRate)
 		}
-		fmt.Fprintf(w, "%-13s %3d %8d %7.2f %9.0f %9s %9.2f %9.2f %9.2f %9.2f %5d %7.0f %6d\n",
-			r.Kind, r.Run, r.Items, r.Secs, r.Rate, recv, r.BridgeCPU, r.ProsodyCPU, r.ClientsCPU, r.BrokerCPU, r.Dups, r.Refused, r.Errors)
+		fmt.Fprintf(w, "%-13s %3d %8d %7.2f %9.0f %9s %9.2f %9.2f %9.2f %9.2f %6.3f %6.3f %5d %7.0f %6d\n",
+			r.Kind, r.Run, r.Items, r.Secs, r.Rate, recv, r.BridgeCPU, r.ProsodyCPU, r.ClientsCPU, r.BrokerCPU,
+			r.ReadsPerItem, r.WritesPerItem, r.Dups, r.Refused, r.Errors)
 	}
 }
 
