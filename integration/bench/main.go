@@ -40,6 +40,7 @@ func main() {
 		verbose   = flag.Bool("v", true, "progress lines on stderr")
 		gwRev     = flag.String("gw-rev", "HEAD", "git revision of the gateway to build, or \"worktree\"")
 		gwBin     = flag.String("gw-bin", "", "gateway binary to use instead of building one")
+		linger    = flag.Duration("baseline-linger", 0, "experiment: the outbound baseline waits up to this long for more deliveries before each write")
 		perfDir   = flag.String("perf", "", "record the bridge with `perf record -g` during each measured window into this directory")
 	)
 	// Internal: "-role bridge-out|bridge-in FLAGS" runs the baseline bridge
@@ -62,7 +63,7 @@ func main() {
 	}
 	opt := e2e.Options{Receivers: *receivers, Senders: *senders, Prefetch: *prefetch, QueueType: *qtype,
 		LogLevel: *logLevel, Stall: *stall, Logf: logf,
-		GatewayRev: *gwRev, GatewayBin: *gwBin, PerfDir: *perfDir}
+		GatewayRev: *gwRev, GatewayBin: *gwBin, PerfDir: *perfDir, BaselineLinger: *linger}
 	if *baseline {
 		self, err := os.Executable()
 		if err != nil {

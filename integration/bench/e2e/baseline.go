@@ -52,7 +52,7 @@ func (e *Env) startBridge(role string, q queues) (*bridge, error) {
 	args := append([]string{"-role", role},
 		"-component", e.Prosody.ComponentAddr, "-domain", e.Prosody.ComponentDomain, "-secret", e.Prosody.Secret,
 		"-server-domain", e.Prosody.Domain, "-amqp", e.opt.AMQPURL, "-out", q.out, "-in", q.in,
-		"-prefetch", strconv.Itoa(e.opt.Prefetch), "-http", httpAddr)
+		"-prefetch", strconv.Itoa(e.opt.Prefetch), "-http", httpAddr, "-linger", e.opt.BaselineLinger.String())
 	p, err := startProcess("baseline bridge", filepath.Join(e.dir, role+".log"), nil, e.opt.BridgeCmd[0], args...)
 	// BridgeCmd[1:] is not used: the bridge flags must come first.
 	if err != nil {
@@ -92,6 +92,7 @@ func RunBridge(role string, args []string) error {
 		inQ      = fs.String("in", "", "")
 		prefetch = fs.Int("prefetch", 1000, "")
 		httpAddr = fs.String("http", "", "")
+		linger   = fs.Duration("linger", 0, "")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -143,7 +144,7 @@ func RunBridge(role string, args []string) error {
 	ready.Store(true)
 	switch role {
 	case "bridge-out":
-		return bridgeOut(ctx, conn, ch, *outQ, *prefetch, *domain, *server, &counted)
+		return bridgeOut(ctx, conn, ch, *outQ, *prefetch, *domain, *server, *linger, &counted)
 	case "bridge-in":
 		return bridgeIn(ctx, conn, ch, *inQ, &counted)
 	}
@@ -156,7 +157,7 @@ type barrier struct {
 	n       int
 }
 
-func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, prefetch int, domain, server string, counted *atomic.Int64) error {
+func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, prefetch int, domain, server string, linger time.Duration, counted *atomic.Int64) error {
 	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return err
 	}
@@ -290,7 +291,25 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 					open.n++
 					taken++
 				default:
-					break more
+					if linger <= 0 || taken >= 64 {
+						break more
+					}
+					// Linger: wait a moment for more, for bigger writes.
+					t := time.NewTimer(linger)
+					select {
+					case d, ok := <-deliveries:
+						t.Stop()
+						if !ok {
+							break more
+						}
+						buf = appendStanza(buf, &d, from)
+						open.lastTag = d.DeliveryTag
+						open.n++
+						taken++
+						continue
+					case <-t.C:
+						break more
+					}
 				}
 			}
 			if len(pending) == 0 || open.n >= barrierEvery {

@@ -54,6 +54,10 @@ type Options struct {
 	// PerfDir: when set, the bridge process is recorded with `perf record
 	// -g` during each measured window, into PerfDir/<kind>-<run>.data.
 	PerfDir string
+	// BaselineLinger: the outbound baseline waits up to this long for more
+	// deliveries before a write (0: writes what is waiting), to try the
+	// effect of bigger writes.
+	BaselineLinger time.Duration
 }
 
 // Env is a running benchmark environment: one Prosody with its clients,
