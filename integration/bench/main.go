@@ -115,14 +115,14 @@ func main() {
 	env.Close()
 
 	fmt.Println()
+	fmt.Printf("gateway %s, %d CPUs, load average %s\n", env.GatewayRev, runtime.NumCPU(), loadAvg())
 	e2e.PrintRuns(os.Stdout, results)
 	ss := e2e.Summarize(results)
 	e2e.PrintSummary(os.Stdout, ss)
-	load, _ := os.ReadFile("/proc/loadavg")
 	meta := map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339), "n": *n, "n_in": *nIn, "warmup": *warm, "prefetch": *prefetch,
 		"receivers": *receivers, "senders": *senders, "queue_type": *qtype, "cpus": runtime.NumCPU(),
-		"loadavg": strings.TrimSpace(string(load)),
+		"loadavg": loadAvg(), "gateway_rev": env.GatewayRev,
 	}
 	var msgs []string
 	for _, e := range errs {
@@ -137,6 +137,11 @@ func main() {
 		}
 		os.Exit(1)
 	}
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
 }
 
 func fail(err error) {

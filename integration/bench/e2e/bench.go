@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +73,9 @@ type Env struct {
 	senders   []*rawClient
 	conn      *amqp.Connection
 	brokerPID int
+	// GatewayRev is the commit the gateway was built from ("worktree" with
+	// uncommitted changes, "" for Options.GatewayBin).
+	GatewayRev string
 }
 
 // Setup starts Prosody, registers and logs in the clients, connects to the
@@ -155,6 +160,7 @@ func Setup(opt Options) (_ *Env, err error) {
 		if err != nil {
 			return nil, err
 		}
+		e.GatewayRev = gitRev(opt.GatewayRev)
 		opt.Logf("gateway (%s) built in %s", cmp.Or(opt.GatewayRev, "worktree"), time.Since(t0).Round(time.Millisecond))
 	}
 	return e, nil
@@ -224,6 +230,24 @@ func (e *Env) fill(r *Result, c *cpuSet, a, b cpuSample) {
 		r.ReadsPerItem = float64(b.syscr-a.syscr) / float64(r.Items)
 		r.WritesPerItem = float64(b.syscw-a.syscw) / float64(r.Items)
 	}
+}
+
+// gitRev resolves rev (or HEAD for the working tree, marked "+worktree")
+// to a commit hash.
+func gitRev(rev string) string {
+	root, err := harness.RepoDir()
+	if err != nil {
+		return rev
+	}
+	r, suffix := rev, ""
+	if rev == "" || rev == "worktree" {
+		r, suffix = "HEAD", "+worktree"
+	}
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", r).Output()
+	if err != nil {
+		return rev
+	}
+	return strings.TrimSpace(string(out)) + suffix
 }
 
 func randomHex(n int) string {
