@@ -47,8 +47,14 @@ type inbound struct {
 	ids   atomic.Uint64
 	idPfx string
 	warn  sampler
-	bytes atomic.Int64 // size of the events buffered or awaiting a confirm
+	bytes atomic.Int64  // size of the events buffered or awaiting a confirm
+	space chan struct{} // signalled when room is freed in the buffer
+	wait  time.Duration // how long a full buffer holds the reader: backpressureWait
 }
+
+// backpressureWait bounds how long the XMPP reader waits for room in a full
+// buffer while the broker is up, before it refuses the message.
+const backpressureWait = time.Second
 
 // size is what an event counts against inboundBufferBytes.
 func eventSize(ev *stanza.Event) int64 {
@@ -60,6 +66,8 @@ func newInbound(g *Gateway) *inbound {
 		g:     g,
 		log:   g.log.With("component", "inbound"),
 		ch:    make(chan inItem, inboundBuffer),
+		space: make(chan struct{}, 1),
+		wait:  backpressureWait,
 		idPfx: "xg" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 	}
 }
@@ -101,22 +109,51 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 			}
 		}
 	}
-	if in.g.publisher.get() == nil {
+	pub := in.g.publisher.get()
+	if pub == nil {
 		in.refuse(s, ev, "broker_down")
 		return
 	}
+	it := inItem{ev: *ev, sess: s, key: key, route: route}
 	size := eventSize(ev)
-	if in.bytes.Add(size) > inboundBufferBytes {
+	var timeout <-chan time.Time
+	for {
+		if in.bytes.Add(size) <= inboundBufferBytes {
+			select {
+			case in.ch <- it:
+				in.g.metrics.InboundBuffer.Inc()
+				return
+			default:
+			}
+		}
 		in.bytes.Add(-size)
-		in.refuse(s, ev, "buffer_full")
-		return
+		// Full. While the broker is up and takes events, hold the reader
+		// for a moment (TCP pushes back on the server) rather than refuse:
+		// a burst is then absorbed. Refuse when the broker is gone or
+		// blocking, or when the buffer does not drain in time.
+		if in.g.publisher.get() == nil || pub.Blocked() || in.wait <= 0 {
+			in.refuse(s, ev, "buffer_full")
+			return
+		}
+		if timeout == nil {
+			t := time.NewTimer(in.wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-in.space:
+		case <-timeout:
+			in.refuse(s, ev, "buffer_full")
+			return
+		}
 	}
+}
+
+// freed wakes an offer waiting for room in the buffer.
+func (in *inbound) freed() {
 	select {
-	case in.ch <- inItem{ev: *ev, sess: s, key: key, route: route}:
-		in.g.metrics.InboundBuffer.Inc()
+	case in.space <- struct{}{}:
 	default:
-		in.bytes.Add(-size)
-		in.refuse(s, ev, "buffer_full")
 	}
 }
 
@@ -164,6 +201,7 @@ func (in *inbound) run(ctx context.Context) error {
 	release := func(it *inItem) {
 		in.g.metrics.InboundBuffer.Dec()
 		in.bytes.Add(-eventSize(&it.ev))
+		in.freed()
 	}
 	settle := func(pe pendingEvent) {
 		release(&pe.it)
@@ -212,6 +250,7 @@ func (in *inbound) run(ctx context.Context) error {
 			settle(pending[0])
 			pending = pending[1:]
 		case it := <-items:
+			in.freed() // a slot of the channel
 			if pub == nil {
 				release(&it)
 				in.refuse(it.sess, &it.ev, "broker_down")

@@ -3,6 +3,7 @@ package gateway
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -29,6 +30,7 @@ func newTestGateway(t *testing.T, extra string) *Gateway {
 func TestInboundBufferBounded(t *testing.T) {
 	g := newTestGateway(t, "")
 	g.publisher.set(&queue.Publisher{}) // "up", never drained: no run loop
+	g.in.wait = 0                       // refuse at once when full
 	text := strings.Repeat("x", 64<<10)
 	accepted := 0
 	for i := 0; i < 2000; i++ {
@@ -52,6 +54,7 @@ func TestInboundBufferBounded(t *testing.T) {
 	// Small events hit the bound in number.
 	g2 := newTestGateway(t, "")
 	g2.publisher.set(&queue.Publisher{})
+	g2.in.wait = 0
 	for i := 0; i < inboundBuffer+100; i++ {
 		g2.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
 	}
@@ -88,5 +91,39 @@ func TestInboundRouting(t *testing.T) {
 		if it.ev.ID == "" {
 			t.Errorf("%d: no id generated", i)
 		}
+	}
+}
+
+// TestInboundBackpressure: a full buffer holds the reader while the broker
+// drains it, instead of refusing; it refuses once the wait runs out.
+func TestInboundBackpressure(t *testing.T) {
+	g := newTestGateway(t, "")
+	g.publisher.set(&queue.Publisher{})
+	g.in.wait = 2 * time.Second
+	for i := 0; i < inboundBuffer; i++ {
+		g.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
+	}
+	// A slow "publisher" takes one event after 100 ms.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		<-g.in.ch
+		g.in.freed()
+	}()
+	start := time.Now()
+	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "waited"})
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Fatalf("offer returned after %s without room", d)
+	}
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("buffer_full")); r != 0 {
+		t.Fatalf("refused %v while the broker drained the buffer", r)
+	}
+	if len(g.in.ch) != inboundBuffer {
+		t.Fatalf("buffer holds %d, want %d", len(g.in.ch), inboundBuffer)
+	}
+	// Nothing drains: refused after the wait.
+	g.in.wait = 100 * time.Millisecond
+	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "refused"})
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("buffer_full")); r != 1 {
+		t.Fatalf("refused = %v after the wait ran out", r)
 	}
 }
