@@ -13,7 +13,7 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/integration')
 INTEG_PKGS = ./integration/...
 GOFILES    = $(shell find . -name '*.go' -not -path './data/*' -not -path '*/testdata/*' -not -path './bin/*')
 
-.PHONY: all run test setup vet fmt fmt-check unit integration build bench fuzz clean dev-prosody dev-stop
+.PHONY: all run test setup vet fmt fmt-check unit integration build bench bench-e2e fuzz clean dev-prosody dev-stop
 
 all: build
 
@@ -49,6 +49,10 @@ build:
 ## bench: micro-benchmarks of the hot paths
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./stanza/ ./component/ ./queue/ ./gateway/
+
+## bench-e2e: end to end through a real Prosody and RabbitMQ, gateway vs the thinnest bridge (~5 min)
+bench-e2e: setup
+	$(GO) run ./integration/bench -n 100000 -runs 3
 
 ## fuzz: every Fuzz target for FUZZTIME (default 15s) each
 fuzz:
