@@ -120,4 +120,14 @@ func TestSIGHUPReload(t *testing.T) {
 	waitFor(t, 10*time.Second, "reload applied", func() bool {
 		return logHas("config reloaded") && logHas("applied=outbound.rate") && logHas("xmpp.keepalive")
 	})
+
+	// Connection events are logged, secrets never.
+	for _, want := range []string{"xmpp connected", "amqp connected", "consuming"} {
+		if !logHas(want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if logHas(p.Secret) || logHas("guest:guest") {
+		t.Error("the log contains the component secret or the broker password")
+	}
 }
