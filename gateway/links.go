@@ -116,7 +116,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 	for {
 		cfg := g.cfg.Load()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, connName("publisher", cfg), log)
+		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, connName("publisher", cfg), g.log) // queue scopes its logger
 		cancel()
 		if err == nil {
 			if err = p.Declare(g.topology(cfg)); err != nil {

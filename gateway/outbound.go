@@ -110,7 +110,7 @@ func (o *outbound) run(ctx context.Context) error {
 			Queue:    cfg.AMQP.OutQueue,
 			Prefetch: cfg.AMQP.Prefetch,
 			Topology: o.g.topology(cfg),
-			Logger:   o.g.log.With("component", "amqp"),
+			Logger:   o.g.log, // queue scopes its logger
 			Name:     connName("consumer", cfg),
 		})
 		cancel()
