@@ -129,7 +129,10 @@ var defaults = map[string]any{
 // secretKeys are redacted wherever a config is printed.
 var secretKeys = map[string]bool{"xmpp.secret": true, "xmpp.password": true}
 
-// ErrConfig marks every configuration error (exit code 2).
+// ErrConfig marks every configuration error (exit code 2): a file or value
+// that is invalid, and a configuration the servers reject at the start (a
+// secret or domain the XMPP server refuses on the first connection, a queue
+// that exists with other arguments). Restarting does not help with these.
 var ErrConfig = errors.New("gateway: invalid configuration")
 
 // LoadConfig reads the YAML file at path (if path is not empty), applies

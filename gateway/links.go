@@ -56,7 +56,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 				return nil
 			}
 			if !connectedOnce && (errors.Is(err, component.ErrAuth) || errors.Is(err, component.ErrHostUnknown)) {
-				return fmt.Errorf("xmpp: %w (check xmpp.domain and xmpp.secret, or xmpp.jid and xmpp.password, in %s and on the server)", err, cfgName(cfg))
+				return fmt.Errorf("%w: xmpp: %w (check xmpp.domain and xmpp.secret, or xmpp.jid and xmpp.password, in %s and on the server)", ErrConfig, err, cfgName(cfg))
 			}
 			wait := bo.next()
 			if errors.Is(err, component.ErrConflict) {
@@ -122,7 +122,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 			if err = p.Declare(g.topology(cfg)); err != nil {
 				_ = p.Close()
 				if errors.Is(err, queue.ErrTopology) {
-					return fmt.Errorf("amqp: %w", err)
+					return fmt.Errorf("%w: amqp: %w", ErrConfig, err)
 				}
 			}
 		}

@@ -116,7 +116,7 @@ func (o *outbound) run(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if errors.Is(err, queue.ErrTopology) {
-				return fmt.Errorf("amqp: %w", err)
+				return fmt.Errorf("%w: amqp: %w", ErrConfig, err)
 			}
 			if ctx.Err() != nil {
 				return nil

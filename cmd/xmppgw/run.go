@@ -53,6 +53,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	log.Info("starting", "version", version, "config", *cfgPath, "mode", cfg.XMPP.Mode, "http", g.HTTPAddr())
 	if err := g.Run(ctx); err != nil {
+		if errors.Is(err, gateway.ErrConfig) {
+			return exitUsage // a restart would fail the same way
+		}
 		return exitFailure
 	}
 	return exitOK
