@@ -6,11 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -58,30 +55,9 @@ type Prosody struct {
 // (logging its output and log file if the test failed).
 func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 	t.Helper()
-	if _, err := exec.LookPath("prosody"); err != nil {
-		t.Fatal("prosody not installed: run .ci/setup")
-	}
-	if opts.Domain == "" {
-		opts.Domain = "localhost"
-	}
-	if opts.ComponentDomain == "" {
-		opts.ComponentDomain = "gw." + opts.Domain
-	}
-	if opts.Secret == "" {
-		opts.Secret = randomHex(16)
-	}
-	if opts.LogLevel == "" {
-		opts.LogLevel = "warn"
-	}
-	dir := t.TempDir()
-	p := &Prosody{
-		Domain:          opts.Domain,
-		ComponentDomain: opts.ComponentDomain,
-		Secret:          opts.Secret,
-		Dir:             dir,
-		ConfigFile:      filepath.Join(dir, "prosody.cfg.lua"),
-		LogFile:         filepath.Join(dir, "prosody.log"),
-		out:             &syncBuffer{},
+	p, err := StartProsodyDir(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
@@ -89,55 +65,7 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 			p.logOutput(t)
 		}
 	})
-	// A port FreePort returned may be taken by someone else before Prosody
-	// binds it; Prosody then runs without it. Try other ports.
-	for attempt := 1; ; attempt++ {
-		p.configure(t, opts)
-		err := p.start()
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatal(err) // the cleanup logs Prosody's output
-		}
-		t.Logf("harness: %v; retrying on other ports", err)
-	}
-	for user, pass := range opts.Users {
-		p.Register(t, user, pass)
-	}
 	return p
-}
-
-// configure picks free ports and writes the config file.
-func (p *Prosody) configure(t testing.TB, opts ProsodyOptions) {
-	t.Helper()
-	c2s, comp := FreePort(t), FreePort(t)
-	for comp == c2s {
-		comp = FreePort(t)
-	}
-	p.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2s))
-	p.ComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(comp))
-	snippet, err := ComponentSnippet(RepoRoot(t), p.ComponentDomain, p.Secret, comp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := renderConfig(configData{
-		Dir:       p.Dir,
-		PIDFile:   filepath.Join(p.Dir, "prosody.pid"),
-		LogFile:   p.LogFile,
-		LogLevel:  opts.LogLevel,
-		Domain:    p.Domain,
-		C2SPort:   c2s,
-		Component: snippet,
-		Global:    opts.Global,
-		Host:      opts.Host,
-	})
-	if err != nil {
-		t.Fatalf("harness: prosody config: %v", err)
-	}
-	if err := os.WriteFile(p.ConfigFile, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Start starts the server again after Stop or Kill, on the same ports and
@@ -265,10 +193,8 @@ func (p *Prosody) stop(sig syscall.Signal) error {
 // VirtualHost with prosodyctl. It works while the server runs or not.
 func (p *Prosody) Register(t testing.TB, user, pass string) {
 	t.Helper()
-	cmd := exec.Command("prosodyctl", "--config", p.ConfigFile, "register", user, p.Domain, pass)
-	cmd.Dir = p.Dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("harness: prosodyctl register %s: %v\n%s", user, err, out)
+	if err := p.RegisterErr(user, pass); err != nil {
+		t.Fatal(err)
 	}
 }
 
