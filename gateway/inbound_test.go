@@ -13,16 +13,7 @@ import (
 
 func newTestGateway(t *testing.T, extra string) *Gateway {
 	t.Helper()
-	cfg, err := LoadConfig(writeConfig(t, minimal+"http:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n"+extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.pres.close)
-	return g
+	return testGateway(t, quietConfig(t)+extra, Deps{})
 }
 
 // TestInboundBufferBounded fills the buffer without a publisher loop: past

@@ -169,16 +169,8 @@ type pumpHarness struct {
 
 func startPump(t *testing.T, prefetch int) *pumpHarness {
 	t.Helper()
-	cfg, err := LoadConfig(writeConfig(t, minimal+"http:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.AMQP.Prefetch = prefetch
-	g, err := New(cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.pres.close)
+	g := testGateway(t, quietConfig(t)+fmt.Sprintf("amqp:\n  prefetch: %d\n", prefetch), Deps{})
+	cfg := g.Config()
 	h := &pumpHarness{t: t, g: g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

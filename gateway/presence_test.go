@@ -77,15 +77,7 @@ func newPresHarness(t *testing.T, mode string) *presHarness {
 	t.Helper()
 	body := minimal + "http:\n  listen: \"\"\npresence:\n  subscriptions: " + mode +
 		"\n  status: " + tStatus + "\n  store: " + t.TempDir() + "/p.db\n"
-	cfg, err := LoadConfig(writeConfig(t, body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.pres.close)
+	g := testGateway(t, body, Deps{})
 	h := &presHarness{t: t, g: g, p: g.pres, w: &presWriter{}}
 	h.p.emit = func(ev *stanza.Event) {
 		h.mu.Lock()

@@ -20,15 +20,7 @@ import (
 // hand: 30 seconds of 40 items a second, depth 250, both links up.
 func statusGateway(t *testing.T, extra string) (*Gateway, *httptest.Server) {
 	t.Helper()
-	cfg, err := LoadConfig(writeConfig(t, minimal+"http:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n"+extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Deps{Version: "1.2.3-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.pres.close)
+	g := testGateway(t, quietConfig(t)+extra, Deps{Version: "1.2.3-test"})
 	srv := httptest.NewServer(g.handler())
 	t.Cleanup(srv.Close)
 	return g, srv
@@ -192,15 +184,7 @@ func TestStatusJSONNotRecording(t *testing.T) {
 }
 
 func TestStatusClientModeHidesAccount(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, "xmpp:\n  mode: client\n  jid: bot-account@chat.example.org/gw\n  password: pw-secret-value\n  server: chat.example.org:5222\nhttp:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.pres.close)
+	g := testGateway(t, "xmpp:\n  mode: client\n  jid: bot-account@chat.example.org/gw\n  password: pw-secret-value\n  server: chat.example.org:5222\nhttp:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n", Deps{})
 	srv := httptest.NewServer(g.handler())
 	t.Cleanup(srv.Close)
 	for _, path := range []string{"/", "/api/status"} {
