@@ -44,6 +44,12 @@ func collect(t *testing.T, p *harness.Prosody, user, pass string) *collector {
 			c.mu.Lock()
 			c.dials++
 			c.mu.Unlock()
+			take := func(m harness.Msg) {
+				c.mu.Lock()
+				c.seen[m.Body]++
+				c.total++
+				c.mu.Unlock()
+			}
 		read:
 			for {
 				select {
@@ -53,26 +59,13 @@ func collect(t *testing.T, p *harness.Prosody, user, pass string) *collector {
 					if !ok {
 						break read
 					}
-					c.mu.Lock()
-					c.seen[m.Body]++
-					c.total++
-					c.mu.Unlock()
+					take(m)
 				case <-cl.Done():
 					// Take what was buffered before the stream ended.
-					for {
-						select {
-						case m, ok := <-cl.Messages():
-							if !ok {
-								break read
-							}
-							c.mu.Lock()
-							c.seen[m.Body]++
-							c.total++
-							c.mu.Unlock()
-						default:
-							break read
-						}
+					for m := range cl.Messages() {
+						take(m)
 					}
+					break read
 				}
 			}
 			_ = cl.Close()
