@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // Default limits of Limits fields left zero.
@@ -254,7 +255,7 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 	}
 	if ev.Type == "error" {
 		ev.Kind = "error"
-		ev.Text = string(errText)
+		ev.Text = ownedString(errText)
 		return ev, nil
 	}
 	if haveJSON {
@@ -267,9 +268,9 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 		return ev, nil
 	}
 	ev.Kind = "message"
-	ev.Text = string(body)
-	ev.Subject = string(subject)
-	ev.Thread = string(thread)
+	ev.Text = ownedString(body)
+	ev.Subject = ownedString(subject)
+	ev.Thread = ownedString(thread)
 	return ev, nil
 }
 
@@ -356,6 +357,16 @@ func DecodePresence(start xml.StartElement, r xml.TokenReader, lim Limits) (Pres
 		p.Priority = int(n)
 	}
 	return p, nil
+}
+
+// ownedString returns b as a string without copying it. b must be a buffer
+// of DecodeMessage's own (built by grow from copies of the tokens) that
+// nothing writes to afterwards.
+func ownedString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 func trimSpace(b []byte) []byte {

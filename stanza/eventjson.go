@@ -1,6 +1,9 @@
 package stanza
 
-import "unicode/utf8"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // AppendJSON appends the event as one JSON object: keys in the order kind,
 // id, from, to, type, text, subject, thread, payload, condition, show,
@@ -44,7 +47,7 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 	if !ev.ReceivedAt.IsZero() {
 		key("received_at")
 		dst = append(dst, '"')
-		dst = ev.ReceivedAt.UTC().AppendFormat(dst, timeLayout)
+		dst = appendTime(dst, ev.ReceivedAt)
 		dst = append(dst, '"')
 	}
 	return append(dst, '}')
@@ -99,6 +102,27 @@ func appendJSONQuoted(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// appendTime appends t in UTC per timeLayout: the same bytes as
+// t.UTC().AppendFormat(dst, timeLayout), hand-formatted for years 0-9999.
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, timeLayout)
+	}
+	hour, min, sec := t.Clock()
+	us := t.Nanosecond() / 1000
+	return append(dst,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+min/10), byte('0'+min%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.',
+		byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
+		byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10), 'Z')
 }
 
 // timeLayout is the layout of received_at.
