@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"xmppgw/component"
@@ -193,21 +194,36 @@ type pendingEvent struct {
 	it inItem
 }
 
+// inBatch bounds how many buffered events (or settled confirms) the run
+// loop handles per wake-up before it looks at everything else again.
+const inBatch = 64
+
+// counterKey names a child of InboundEvents.
+type counterKey struct{ kind, route string }
+
 // run publishes buffered events, pipelined: it keeps publishing while
 // confirms are outstanding and settles them in order.
 func (in *inbound) run(ctx context.Context) error {
 	var buf []byte
 	var pending []pendingEvent
+	// The children of InboundEvents, looked up once per kind and route.
+	counters := make(map[counterKey]prometheus.Counter)
 	release := func(it *inItem) {
 		in.g.metrics.InboundBuffer.Dec()
 		in.bytes.Add(-eventSize(&it.ev))
 		in.freed()
 	}
-	settle := func(pe pendingEvent) {
+	settle := func(pe *pendingEvent) {
 		release(&pe.it)
 		err := pe.c.Err()
 		if err == nil {
-			in.g.metrics.InboundEvents.WithLabelValues(pe.it.ev.Kind, pe.it.route).Inc()
+			k := counterKey{pe.it.ev.Kind, pe.it.route}
+			c, ok := counters[k]
+			if !ok {
+				c = in.g.metrics.InboundEvents.WithLabelValues(k.kind, k.route)
+				counters[k] = c
+			}
+			c.Inc()
 			return
 		}
 		in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
@@ -220,6 +236,44 @@ func (in *inbound) run(ctx context.Context) error {
 			reason = "nacked"
 		}
 		in.refuse(pe.it.sess, &pe.it.ev, reason)
+	}
+	// settleReady settles the front of pending while it is resolved, at
+	// most inBatch: the same as that many turns of the loop taking front.
+	settleReady := func() {
+		for n := 0; n < inBatch && len(pending) > 0; n++ {
+			select {
+			case <-pending[0].c.Done():
+			default:
+				return
+			}
+			settle(&pending[0])
+			pending[0] = pendingEvent{}
+			pending = pending[1:]
+		}
+	}
+	publish := func(it *inItem, pub *queue.Publisher) {
+		in.freed() // a slot of the channel
+		if pub == nil {
+			release(it)
+			in.refuse(it.sess, &it.ev, "broker_down")
+			return
+		}
+		buf = it.ev.AppendJSON(buf[:0])
+		c, err := pub.Publish(ctx, it.key, amqp.Publishing{
+			ContentType:  "application/json",
+			DeliveryMode: amqp.Persistent,
+			Type:         it.ev.Kind,
+			MessageId:    it.ev.ID,
+			Timestamp:    it.ev.ReceivedAt,
+			Body:         buf,
+		}, true)
+		if err != nil {
+			release(it)
+			in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
+			in.refuse(it.sess, &it.ev, "broker_down")
+			return
+		}
+		pending = append(pending, pendingEvent{c: c, it: *it})
 	}
 	stopping := ctx.Done()
 	var drainBy <-chan time.Time
@@ -247,31 +301,25 @@ func (in *inbound) run(ctx context.Context) error {
 			in.log.Warn("inbound drain timed out", "pending", len(pending)+len(in.ch))
 			return nil
 		case <-front:
-			settle(pending[0])
-			pending = pending[1:]
+			settleReady()
 		case it := <-items:
-			in.freed() // a slot of the channel
-			if pub == nil {
-				release(&it)
-				in.refuse(it.sess, &it.ev, "broker_down")
-				continue
+			publish(&it, pub)
+			// Take what else is buffered, as further turns of the loop
+			// would, without going back to sleep in between.
+			for n := 1; n < inBatch; n++ {
+				pub = in.g.publisher.get()
+				if pub == nil && stopping != nil {
+					break
+				}
+				select {
+				case it = <-in.ch:
+				default:
+					n = inBatch
+					continue
+				}
+				publish(&it, pub)
 			}
-			buf = it.ev.AppendJSON(buf[:0])
-			c, err := pub.Publish(ctx, it.key, amqp.Publishing{
-				ContentType:  "application/json",
-				DeliveryMode: amqp.Persistent,
-				Type:         it.ev.Kind,
-				MessageId:    it.ev.ID,
-				Timestamp:    it.ev.ReceivedAt,
-				Body:         buf,
-			}, true)
-			if err != nil {
-				release(&it)
-				in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
-				in.refuse(it.sess, &it.ev, "broker_down")
-				continue
-			}
-			pending = append(pending, pendingEvent{c: c, it: it})
+			settleReady()
 		case <-in.g.publisher.changedOrNever(pub):
 			// the publisher came up or went down: re-evaluate
 		}
