@@ -168,6 +168,7 @@ func LoadConfig(path string) (*Config, error) {
 		c.WeaklyTypedInput = true
 		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
+			stringToRoutes,
 		)
 	}
 	if err := v.Unmarshal(&cfg, dec); err != nil {
@@ -178,6 +179,27 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s:\n%w", ErrConfig, where, err)
 	}
 	return &cfg, nil
+}
+
+// stringToRoutes lets inbound.routes come from an environment variable as
+// "local=queue,local2=queue2" (XMPPGW_INBOUND_ROUTES).
+func stringToRoutes(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to != reflect.TypeOf(map[string]string{}) {
+		return data, nil
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(data.(string), ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, fmt.Errorf("inbound.routes: %q is not local=queue (XMPPGW_INBOUND_ROUTES takes local=queue,local2=queue2)", pair)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
 }
 
 // unknownKeys rejects keys in the file that the gateway does not know, so

@@ -92,6 +92,21 @@ func TestConfigEnvOverrides(t *testing.T) {
 	}
 }
 
+func TestConfigRoutesFromEnv(t *testing.T) {
+	t.Setenv("XMPPGW_INBOUND_ROUTES", "shop=q.shop, support = q.support")
+	cfg, err := LoadConfig(writeConfig(t, minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Inbound.Routes) != 2 || cfg.Inbound.Routes["shop"] != "q.shop" || cfg.Inbound.Routes["support"] != "q.support" {
+		t.Fatalf("routes = %v", cfg.Inbound.Routes)
+	}
+	t.Setenv("XMPPGW_INBOUND_ROUTES", "shop")
+	if _, err := LoadConfig(writeConfig(t, minimal)); err == nil || !strings.Contains(err.Error(), "inbound.routes") {
+		t.Fatalf("bad routes: %v", err)
+	}
+}
+
 func TestConfigInvalid(t *testing.T) {
 	for i, tc := range []struct {
 		body string
