@@ -237,13 +237,18 @@ func (in *inbound) run(ctx context.Context) error {
 		}
 		in.refuse(pe.it.sess, &pe.it.ev, reason)
 	}
+	// Every Confirm signals settled once it resolves.
+	settled := make(chan struct{}, 1)
 	// settleReady settles the front of pending while it is resolved, at
 	// most inBatch: the same as that many turns of the loop taking front.
 	settleReady := func() {
-		for n := 0; n < inBatch && len(pending) > 0; n++ {
-			select {
-			case <-pending[0].c.Done():
-			default:
+		for n := 0; len(pending) > 0 && pending[0].c.Resolved(); n++ {
+			if n == inBatch {
+				// More are ready: come back after looking at the rest.
+				select {
+				case settled <- struct{}{}:
+				default:
+				}
 				return
 			}
 			settle(&pending[0])
@@ -259,14 +264,14 @@ func (in *inbound) run(ctx context.Context) error {
 			return
 		}
 		buf = it.ev.AppendJSON(buf[:0])
-		c, err := pub.Publish(ctx, it.key, amqp.Publishing{
+		c, err := pub.PublishNotify(ctx, it.key, amqp.Publishing{
 			ContentType:  "application/json",
 			DeliveryMode: amqp.Persistent,
 			Type:         it.ev.Kind,
 			MessageId:    it.ev.ID,
 			Timestamp:    it.ev.ReceivedAt,
 			Body:         buf,
-		}, true)
+		}, true, settled)
 		if err != nil {
 			release(it)
 			in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
@@ -280,10 +285,6 @@ func (in *inbound) run(ctx context.Context) error {
 	for {
 		if stopping == nil && len(in.ch) == 0 && len(pending) == 0 {
 			return nil
-		}
-		var front <-chan struct{}
-		if len(pending) > 0 {
-			front = pending[0].c.Done()
 		}
 		pub := in.g.publisher.get()
 		var items chan inItem
@@ -300,7 +301,7 @@ func (in *inbound) run(ctx context.Context) error {
 		case <-drainBy:
 			in.log.Warn("inbound drain timed out", "pending", len(pending)+len(in.ch))
 			return nil
-		case <-front:
+		case <-settled:
 			settleReady()
 		case it := <-items:
 			publish(&it, pub)

@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"hash/maphash"
+	"sync"
+	"sync/atomic"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -10,8 +12,11 @@ import (
 // Confirm is the broker's verdict on one publish. It resolves once: Done is
 // closed and Err tells the outcome.
 type Confirm struct {
-	done chan struct{}
-	err  error // written once before done is closed
+	mu       sync.Mutex
+	done     chan struct{} // made by the first Done or Wait; closed on resolve
+	resolved atomic.Bool   // set once err is written
+	err      error
+	notify   chan<- struct{} // signalled without blocking once resolved
 
 	// Bookkeeping of the Publisher, guarded by Publisher.mu.
 	seq       uint64 // publish sequence number (= delivery tag of the confirm)
@@ -53,30 +58,55 @@ func (c *Confirm) matches(r *amqp.Return) bool {
 }
 
 func (c *Confirm) resolve(err error) {
+	c.mu.Lock()
 	c.err = err
-	close(c.done)
+	c.resolved.Store(true)
+	if c.done != nil {
+		close(c.done)
+	}
+	c.mu.Unlock()
+	if c.notify != nil {
+		select {
+		case c.notify <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Done is closed when the outcome is known.
-func (c *Confirm) Done() <-chan struct{} { return c.done }
+func (c *Confirm) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.resolved.Load() {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+// Resolved reports whether the outcome is known (Done is closed).
+func (c *Confirm) Resolved() bool { return c.resolved.Load() }
 
 // Err returns the outcome once Done is closed (nil before): nil when the
 // broker acked the publish and did not return it; else an error wrapping
 // ErrNacked, ErrReturned (a *ReturnedError) or ErrClosed (the connection
 // died before the confirm arrived: the message may or may not be queued).
 func (c *Confirm) Err() error {
-	select {
-	case <-c.done:
+	if c.resolved.Load() {
 		return c.err
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Wait waits for the outcome and returns it, or ctx.Err() if ctx ends first.
 func (c *Confirm) Wait(ctx context.Context) error {
+	if c.resolved.Load() {
+		return c.err
+	}
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return c.err
 	case <-ctx.Done():
 		return ctx.Err()

@@ -311,13 +311,21 @@ func isCloseOK(err error) bool {
 // is gone. While the broker blocks publishing (memory or disk alarm)
 // Publish waits for the block to lift, at most until ctx ends (ErrBlocked).
 func (p *Publisher) Publish(ctx context.Context, key string, msg amqp.Publishing, mandatory bool) (*Confirm, error) {
+	return p.PublishNotify(ctx, key, msg, mandatory, nil)
+}
+
+// PublishNotify is Publish; in addition, once the returned Confirm resolves
+// it sends on notify unless that would block (nil: no notification). One
+// buffered channel can thus watch many Confirms: on a signal, check which
+// are Resolved.
+func (p *Publisher) PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (*Confirm, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := p.waitUnblocked(ctx); err != nil {
 		return nil, err
 	}
-	c := &Confirm{done: make(chan struct{}), key: key, mandatory: mandatory}
+	c := &Confirm{key: key, mandatory: mandatory, notify: notify}
 	if mandatory {
 		c.sig = signature(&msg)
 	}
@@ -470,7 +478,7 @@ func (p *Publisher) CloseContext(ctx context.Context) error {
 		p.mu.Unlock()
 		if last != nil {
 			select {
-			case <-last.done:
+			case <-last.Done():
 			case <-ctx.Done():
 				p.log.Warn("closing with unconfirmed publishes", "err", ctx.Err())
 			case <-p.done:
