@@ -192,6 +192,24 @@ func (in *inbound) refuse(s *component.Session, ev *stanza.Event, reason string)
 type pendingEvent struct {
 	c  *queue.Confirm
 	it inItem
+	at time.Time // when it was published (to the loop's clock)
+}
+
+// confirmTimeout bounds the wait for the broker's confirm of an event while
+// the connection stays up; past it the sender is told (type wait). If the
+// confirm still comes, the event is queued too: a duplicate at worst if the
+// sender sends again, never a silent loss.
+const confirmTimeout = 30 * time.Second
+
+// expired counts the events at the front of pending still unconfirmed after
+// the timeout (events behind an unexpired one wait their turn: confirms
+// come in order).
+func expired(pending []pendingEvent, now time.Time, timeout time.Duration) int {
+	n := 0
+	for n < len(pending) && !pending[n].c.Resolved() && now.Sub(pending[n].at) > timeout {
+		n++
+	}
+	return n
 }
 
 // inBatch bounds how many buffered events (or settled confirms) the run
@@ -256,6 +274,7 @@ func (in *inbound) run(ctx context.Context) error {
 			pending = pending[1:]
 		}
 	}
+	now := time.Now()
 	publish := func(it *inItem, pub *queue.Publisher) {
 		in.freed() // a slot of the channel
 		if pub == nil {
@@ -278,10 +297,12 @@ func (in *inbound) run(ctx context.Context) error {
 			in.refuse(it.sess, &it.ev, "broker_down")
 			return
 		}
-		pending = append(pending, pendingEvent{c: c, it: *it})
+		pending = append(pending, pendingEvent{c: c, it: *it, at: now})
 	}
 	stopping := ctx.Done()
 	var drainBy <-chan time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		if stopping == nil && len(in.ch) == 0 && len(pending) == 0 {
 			return nil
@@ -303,7 +324,17 @@ func (in *inbound) run(ctx context.Context) error {
 			return nil
 		case <-settled:
 			settleReady()
+		case now = <-tick.C:
+			for n := expired(pending, now, confirmTimeout); n > 0; n-- {
+				release(&pending[0].it)
+				in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
+				in.log.Error("no confirm from the broker in time; the sender is told", "timeout", confirmTimeout, "id", pending[0].it.ev.ID)
+				in.refuse(pending[0].it.sess, &pending[0].it.ev, "timeout")
+				pending[0] = pendingEvent{}
+				pending = pending[1:]
+			}
 		case it := <-items:
+			now = time.Now()
 			publish(&it, pub)
 			// Take what else is buffered, as further turns of the loop
 			// would, without going back to sleep in between.

@@ -118,3 +118,27 @@ func TestInboundBackpressure(t *testing.T) {
 		t.Fatalf("refused = %v after the wait ran out", r)
 	}
 }
+
+func TestInboundConfirmTimeout(t *testing.T) {
+	now := time.Now()
+	ev := func(age time.Duration) pendingEvent {
+		return pendingEvent{c: &queue.Confirm{}, at: now.Add(-age)}
+	}
+	for i, tc := range []struct {
+		ages []time.Duration
+		want int
+	}{
+		0: {nil, 0},
+		1: {[]time.Duration{time.Second}, 0},
+		2: {[]time.Duration{31 * time.Second, 31 * time.Second, time.Second}, 2},
+		3: {[]time.Duration{time.Second, 31 * time.Second}, 0}, // behind a young one: waits
+	} {
+		var p []pendingEvent
+		for _, a := range tc.ages {
+			p = append(p, ev(a))
+		}
+		if got := expired(p, now, confirmTimeout); got != tc.want {
+			t.Errorf("%d: expired = %d, want %d", i, got, tc.want)
+		}
+	}
+}
