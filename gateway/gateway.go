@@ -53,9 +53,8 @@ type Gateway struct {
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
-	ready    chan struct{} // closed when Run has bound its listener
 	stopOnce sync.Once
-	stop     context.CancelFunc
+	stopped  chan struct{} // closed by Stop
 }
 
 // New checks cfg and prepares a gateway. It opens nothing yet except the
@@ -79,7 +78,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		deps:    deps,
 		reg:     deps.Registry,
 		metrics: NewMetrics(deps.Registry),
-		ready:   make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	g.cfg.Store(cfg)
 	g.sess.init()
@@ -120,13 +119,10 @@ func (g *Gateway) Ready() bool {
 	return g.sess.get() != nil && g.publisher.get() != nil
 }
 
-// Stop asks Run to drain and return; it does not wait.
+// Stop asks Run to drain and return (at once if it has not started); it
+// does not wait. Safe to call from any goroutine, more than once.
 func (g *Gateway) Stop() {
-	g.stopOnce.Do(func() {
-		if g.stop != nil {
-			g.stop()
-		}
-	})
+	g.stopOnce.Do(func() { close(g.stopped) })
 }
 
 // drainTimeout bounds each step of a graceful stop.
@@ -138,8 +134,15 @@ const drainTimeout = 15 * time.Second
 // connections. It returns nil after a clean stop, or the fatal error that
 // ended it (a configuration the servers reject).
 func (g *Gateway) Run(ctx context.Context) error {
-	ctx, g.stop = context.WithCancel(ctx)
-	defer g.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	defer g.pres.close()
 
 	// Each actor gets its own context so that the stop runs in order:

@@ -432,3 +432,38 @@ func TestPumpReloadAppliesEncoderSettings(t *testing.T) {
 		t.Fatalf("reason %q", r)
 	}
 }
+
+// TestStopBeforeAndDuringRun: Stop works from any goroutine, even before Run.
+func TestStopBeforeAndDuringRun(t *testing.T) {
+	// Nothing listens on port 1: the links retry until Stop.
+	unreachable := func() string {
+		return "xmpp:\n  domain: gw.example.org\n  secret: s\n  server: 127.0.0.1:1\namqp:\n  url: amqp://guest:guest@127.0.0.1:1/\n" +
+			"http:\n  listen: \"\"\npresence:\n  store: " + t.TempDir() + "/p.db\n"
+	}
+	g := testGateway(t, unreachable(), Deps{})
+	g.Stop()
+	done := make(chan error, 1)
+	go func() { done <- g.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Stop: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after an early Stop")
+	}
+
+	g2 := testGateway(t, unreachable(), Deps{})
+	go func() { done <- g2.Run(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	go g2.Stop()
+	go g2.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Stop")
+	}
+}
