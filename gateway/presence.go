@@ -18,7 +18,7 @@ import (
 	"xmppgw/stanza"
 )
 
-// Presence and subscriptions (issue 4).
+// Presence and subscriptions.
 //
 // A component has no server-side roster, so the gateway plays the server's
 // part of RFC 6121 for every JID of its domain ("local JIDs"):

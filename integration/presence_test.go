@@ -11,7 +11,7 @@ import (
 )
 
 // Presence and subscriptions with a real client on a real Prosody: the
-// component keeps its own roster in the store (issue 4).
+// component keeps its own roster in the store.
 
 const presenceWait = 15 * time.Second
 
