@@ -235,3 +235,35 @@ http:
 		t.Errorf("log has no stop line:\n%s", b)
 	}
 }
+
+// TestOutboundSurvivesBrokerConnectionLoss closes the gateway's broker
+// connections (consumer and publisher) while 20,000 items flow: every item
+// still arrives.
+func TestOutboundSurvivesBrokerConnectionLoss(t *testing.T) {
+	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
+	col := collect(t, p, "alice", "alice-pass")
+	waitFor(t, 10*time.Second, "client online", func() bool { _, _, d := col.counts(); return d > 0 })
+	q := newQueues(t)
+	const n = 20000
+	bodies, texts := numberedItems(t, "broker", p.JID("alice"), n)
+	q.declare(t)
+	publishItems(t, q.out, "broker-", bodies)
+	// A slow rate keeps the flow going long enough to cut it twice.
+	cfg := gatewayConfig(t, p, q)
+	cfg.Outbound.Rate = 2000
+	gw := startGateway(t, cfg)
+
+	for _, after := range []int{2000, 8000} {
+		waitFor(t, 60*time.Second, fmt.Sprintf("%d items received", after), func() bool { d, _, _ := col.counts(); return d >= after })
+		if closed := closeBrokerConnections(t, q.out); closed < 2 {
+			t.Fatalf("closed %d broker connections of the gateway, want consumer and publisher", closed)
+		}
+		d, _, _ := col.counts()
+		t.Logf("broker connections closed after %d items received", d)
+	}
+	col.waitAll(t, texts, 120*time.Second)
+	waitFor(t, 30*time.Second, "outbound queue drained", func() bool { return harness.QueueLen(t, q.out) == 0 })
+	if r := metricValue(t, gw, `xmppgw_reconnects_total{link="amqp"}`); r < 2 {
+		t.Errorf("amqp reconnects = %v, want ≥ 2", r)
+	}
+}
