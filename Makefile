@@ -43,8 +43,9 @@ unit:
 integration:
 	$(GO) test -race -count=1 -timeout 20m -p 1 $(INTEG_PKGS)
 
+## build: one static binary (no cgo: Go's own DNS resolver)
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/xmppgw ./cmd/xmppgw
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/xmppgw ./cmd/xmppgw
 
 ## bench: micro-benchmarks of the hot paths
 bench:
