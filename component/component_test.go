@@ -471,3 +471,37 @@ func TestCloseWithConcurrentWriters(t *testing.T) {
 		t.Errorf("Err() = %v after clean Close", s.Err())
 	}
 }
+
+// panicky is an Inbound whose Message panics.
+type panicky struct{ *recorder }
+
+func (panicky) Message(*Session, *stanza.Event) { panic("boom") }
+
+// TestPanicInHandlerEndsSessionNotProcess: a panic on the read loop ends the
+// session with an error; the process (this test) lives on.
+func TestPanicInHandlerEndsSessionNotProcess(t *testing.T) {
+	s, f := pipeSession(t, testConfig(t), panicky{newRecorder()})
+	streamEnded := make(chan struct{})
+	go func() { // the server reads what the session writes, to the end
+		for {
+			if _, ok := f.next(); !ok {
+				close(streamEnded)
+				return
+			}
+		}
+	}()
+	f.send(`<message from='alice@example.org/phone' to='notices@gw.example.org' id='p1' type='chat'><body>hi</body></message>`)
+	select {
+	case <-s.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session still up after a panic in the handler")
+	}
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("Err = %v, want the panic", err)
+	}
+	select {
+	case <-streamEnded:
+	case <-time.After(5 * time.Second):
+		t.Error("the stream was not closed towards the server")
+	}
+}

@@ -3,7 +3,9 @@ package component
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -64,7 +66,17 @@ func (is identities) ForIdentities(node string, f func(info.Identity) error) err
 // Serve consumes whatever the handler leaves of the element, so the stream
 // stays in sync. Returning an error ends the stream: only stream-level
 // failures (read/write errors, bad XML) do.
-func (s *Session) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+//
+// A panic while handling one stanza (a bug, or input nobody foresaw) ends
+// this session with an error instead of the process: the gateway
+// reconnects and the broker redelivers whatever was not confirmed.
+func (s *Session) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic while handling a stanza; ending the session", "stanza", start.Name.Local, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("component: panic while handling <%s/>: %v", start.Name.Local, r)
+		}
+	}()
 	s.lastRead.Store(s.now())
 	if start.Name.Space != s.ns {
 		return nil
