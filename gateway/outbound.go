@@ -398,7 +398,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	return nil
 }
 
-// unbarriered counts the items of the open batch.
+// items counts the items of the batch, sent or dead-lettered.
 func (b *batch) items() int { return b.sent + b.dead }
 
 // flush writes the batch. It adds a barrier when none is in flight, when
