@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,15 +23,7 @@ func TestClientMode(t *testing.T) {
   password: bot-pass
   tls: disabled
   keepalive: 5s
-amqp:
-  out_queue: %s
-  in_queue: %s
-  dead_letter_queue: %s
-presence:
-  store: %s
-http:
-  listen: 127.0.0.1:0
-`, p.C2SAddr, p.Domain, q.out, q.in, q.dead, filepath.Join(t.TempDir(), "db")))
+`, p.C2SAddr, p.Domain)+restOfConfig(t, q))
 	gw := startGateway(t, cfg)
 
 	bodies := [][]byte{

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,20 +21,7 @@ func TestEjabberd(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = alice.Close() })
 	q := newQueues(t)
-	gw := startGateway(t, writeAndLoad(t, fmt.Sprintf(`xmpp:
-  server: %s
-  domain: %s
-  secret: %s
-  keepalive: 5s
-amqp:
-  out_queue: %s
-  in_queue: %s
-  dead_letter_queue: %s
-presence:
-  store: %s
-http:
-  listen: 127.0.0.1:0
-`, e.ComponentAddr, e.ComponentDomain, e.Secret, q.out, q.in, q.dead, filepath.Join(t.TempDir(), "db"))))
+	gw := startGateway(t, componentConfig(t, e.ComponentAddr, e.ComponentDomain, e.Secret, q))
 
 	const n = 500
 	bodies, texts := numberedItems(t, "ejabberd", e.JID("alice"), n)

@@ -123,15 +123,23 @@ func (c *collector) waitAll(t *testing.T, texts []string, timeout time.Duration)
 	}
 }
 
-func TestOutboundSurvivesProsodyRestart(t *testing.T) {
+// backlog starts a Prosody whose user alice is online through a collector,
+// and puts n numbered items for her ("<tag> <i>", message ids "<tag>-<i>")
+// into freshly declared queues, before any gateway runs.
+func backlog(t *testing.T, tag string, n int) (*harness.Prosody, *collector, queues, []string) {
+	t.Helper()
 	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
 	col := collect(t, p, "alice", "alice-pass")
 	waitFor(t, 10*time.Second, "client online", func() bool { _, _, d := col.counts(); return d > 0 })
 	q := newQueues(t)
-	const n = 20000
-	bodies, texts := numberedItems(t, "restart", p.JID("alice"), n)
+	bodies, texts := numberedItems(t, tag, p.JID("alice"), n)
 	q.declare(t)
-	publishItems(t, q.out, "restart-", bodies)
+	publishItems(t, q.out, tag+"-", bodies)
+	return p, col, q, texts
+}
+
+func TestOutboundSurvivesProsodyRestart(t *testing.T) {
+	p, col, q, texts := backlog(t, "restart", 20000)
 	gw := startGateway(t, gatewayConfig(t, p, q))
 
 	waitFor(t, 60*time.Second, "the flow to start", func() bool { d, _, _ := col.counts(); return d >= 2000 })
@@ -167,9 +175,7 @@ func (gp *gatewayProcess) start(t *testing.T) {
 }
 
 func TestOutboundSurvivesGatewayKill(t *testing.T) {
-	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
-	col := collect(t, p, "alice", "alice-pass")
-	q := newQueues(t)
+	p, col, q, texts := backlog(t, "kill", 20000)
 	bin := harness.BuildBinary(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "xmppgw.yaml")
@@ -205,12 +211,6 @@ http:
 			t.Logf("gateway log:\n%s", b)
 		}
 	})
-	waitFor(t, 10*time.Second, "client online", func() bool { _, _, d := col.counts(); return d > 0 })
-
-	const n = 20000
-	bodies, texts := numberedItems(t, "kill", p.JID("alice"), n)
-	q.declare(t)
-	publishItems(t, q.out, "kill-", bodies)
 	gp.start(t)
 	waitFor(t, 60*time.Second, "the flow to start", func() bool { d, _, _ := col.counts(); return d >= 3000 })
 	if err := gp.cmd.Process.Kill(); err != nil {
@@ -240,14 +240,7 @@ http:
 // connections (consumer and publisher) while 20,000 items flow: every item
 // still arrives.
 func TestOutboundSurvivesBrokerConnectionLoss(t *testing.T) {
-	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
-	col := collect(t, p, "alice", "alice-pass")
-	waitFor(t, 10*time.Second, "client online", func() bool { _, _, d := col.counts(); return d > 0 })
-	q := newQueues(t)
-	const n = 20000
-	bodies, texts := numberedItems(t, "broker", p.JID("alice"), n)
-	q.declare(t)
-	publishItems(t, q.out, "broker-", bodies)
+	p, col, q, texts := backlog(t, "broker", 20000)
 	// A slow rate keeps the flow going long enough to cut it twice.
 	cfg := gatewayConfig(t, p, q)
 	cfg.Outbound.Rate = 2000

@@ -54,13 +54,26 @@ func (q queues) declare(t testing.TB) {
 // gatewayConfig is a component-mode config for p with the queues q.
 func gatewayConfig(t testing.TB, p *harness.Prosody, q queues) *gateway.Config {
 	t.Helper()
-	yaml := fmt.Sprintf(`xmpp:
+	return componentConfig(t, p.ComponentAddr, p.ComponentDomain, p.Secret, q)
+}
+
+// componentConfig is a component-mode config for the server at addr.
+func componentConfig(t testing.TB, addr, domain, secret string, q queues) *gateway.Config {
+	t.Helper()
+	return writeAndLoad(t, fmt.Sprintf(`xmpp:
   mode: component
   server: %s
   domain: %s
   secret: %s
   keepalive: 5s
-amqp:
+`, addr, domain, secret)+restOfConfig(t, q))
+}
+
+// restOfConfig is everything but the xmpp section of a test gateway's
+// config: the broker and the queues q, a private store, an HTTP listener on
+// a free port, debug logs.
+func restOfConfig(t testing.TB, q queues) string {
+	return fmt.Sprintf(`amqp:
   url: %s
   out_queue: %s
   in_queue: %s
@@ -71,9 +84,7 @@ http:
   listen: 127.0.0.1:0
 log:
   level: debug
-`, p.ComponentAddr, p.ComponentDomain, p.Secret, harness.AMQPURL(), q.out, q.in, q.dead,
-		filepath.Join(t.TempDir(), "xmppgw.db"))
-	return writeAndLoad(t, yaml)
+`, harness.AMQPURL(), q.out, q.in, q.dead, filepath.Join(t.TempDir(), "xmppgw.db"))
 }
 
 // writeAndLoad writes a config file and loads it as the binary would.
