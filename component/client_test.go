@@ -116,6 +116,16 @@ func TestClientMode(t *testing.T) {
 	if !ok || ping.attr("from") != "bot@example.org/gw" || ping.attr("to") != "example.org" {
 		t.Fatalf("ping = %+v", ping)
 	}
+	// Answers from anyone but the server the ping went to are forgeries.
+	f.send(`<iq type='result' id='` + ping.attr("id") + `' from='mallory@example.org/x' to='bot@example.org/gw'/>`)
+	f.send(`<iq type='result' id='` + ping.attr("id") + `' from='bot@example.org/other' to='bot@example.org/gw'/>`)
+	f.send(`<iq type='get' id='v0' from='alice@example.org/x' to='bot@example.org/gw'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if e, ok := f.next(); !ok || e.attr("id") != "v0" {
+		t.Fatalf("ping reply = %+v", e)
+	}
+	if got := s.Confirmed(); got != 0 {
+		t.Fatalf("a forged answer confirmed barrier %d", got)
+	}
 	f.send(`<iq type='result' id='` + ping.attr("id") + `' from='example.org' to='bot@example.org/gw'/>`)
 	select {
 	case <-s.Notify():

@@ -146,18 +146,31 @@ func TestBarrierOutOfOrder(t *testing.T) {
 		ids[i] = e.attr("id")
 	}
 	steps := [...]struct {
-		reply string
-		want  uint64
+		reply    string
+		want     uint64
+		answered bool // the reply is a query we answer
 	}{
-		0: {`<iq type='result' id='` + ids[2] + `' from='example.org' to='gw.example.org'/>`, 2},
-		1: {`<iq type='error' id='` + ids[1] + `' from='example.org' to='gw.example.org'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`, 2},
+		0: {`<iq type='result' id='` + ids[2] + `' from='gw.example.org' to='gw.example.org'/>`, 2, false},
+		1: {`<iq type='error' id='` + ids[1] + `' from='gw.example.org' to='gw.example.org'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`, 2, false},
 		// Not ours: another session's nonce, and a seq never sent.
-		2: {`<iq type='result' id='xb-000000000000-3' to='gw.example.org'/>`, 2},
-		3: {`<iq type='result' id='` + s.idPrefix + `99' to='gw.example.org'/>`, 2},
-		4: {`<iq type='error' id='` + ids[3] + `' to='gw.example.org'><error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`, 3},
+		2: {`<iq type='result' id='xb-000000000000-3' to='gw.example.org'/>`, 2, false},
+		3: {`<iq type='result' id='` + s.idPrefix + `99' to='gw.example.org'/>`, 2, false},
+		// Forged: the right id from an entity the barrier was not sent to
+		// (a client, the server's own host, another component).
+		4: {`<iq type='result' id='` + ids[3] + `' from='mallory@example.org/x' to='gw.example.org'/>`, 2, false},
+		5: {`<iq type='result' id='` + ids[3] + `' from='example.org' to='gw.example.org'/>`, 2, false},
+		6: {`<iq type='error' id='` + ids[3] + `' from='other.example.org' to='gw.example.org'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`, 2, false},
+		7: {`<iq type='get' id='` + ids[3] + `' from='mallory@example.org/x' to='gw.example.org'><ping xmlns='urn:xmpp:ping'/></iq>`, 2, true},
+		8: {`<iq type='error' id='` + ids[3] + `' to='gw.example.org'><error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`, 3, false},
 	}
 	for i, st := range steps {
 		f.send(st.reply)
+		if st.answered {
+			// A forged get is answered as any ping would be.
+			if e, ok := f.next(); !ok || e.attr("type") != "result" || e.attr("to") != "mallory@example.org/x" {
+				t.Fatalf("%d: want an answer to the query, got %+v", i, e)
+			}
+		}
 		// A disco query after each reply tells us the reply was processed.
 		f.send(`<iq type='get' id='sync' from='example.org' to='gw.example.org'><ping xmlns='urn:xmpp:ping'/></iq>`)
 		if e, ok := f.next(); !ok || e.attr("id") != "sync" {
@@ -178,7 +191,7 @@ func TestKeepalive(t *testing.T) {
 	if !ok || e.XMLName.Local != "iq" || !strings.HasPrefix(e.attr("id"), s.idPrefix) {
 		t.Fatalf("want keepalive ping, got %+v", e)
 	}
-	f.send(`<iq type='result' id='` + e.attr("id") + `' from='example.org' to='gw.example.org'/>`)
+	f.send(`<iq type='result' id='` + e.attr("id") + `' from='gw.example.org' to='gw.example.org'/>`)
 	go func() { _, _ = io.Copy(io.Discard, f.conn) }()
 	select {
 	case <-s.Done():
@@ -268,7 +281,6 @@ func TestIQAnswers(t *testing.T) {
 func TestInboundMessages(t *testing.T) {
 	rec := newRecorder()
 	s, f := pipeSession(t, testConfig(t), rec)
-	_ = s
 	before := time.Now().UTC()
 	f.send(`<message from='alice@example.org/phone' to='notices@gw.example.org' id='a1' type='chat'><body>hello &lt;3</body><thread>t1</thread></message>`)
 	// A chat state: not an event.
@@ -300,6 +312,12 @@ func TestInboundMessages(t *testing.T) {
 	}
 	if m := rec.msgs[1]; m.ID == "" || m.Text != "hi" || m.Type != "normal" {
 		t.Errorf("event 1 = %+v", m)
+	}
+	// Generated ids are echoed to senders in refusals: they must not
+	// reveal the secret part of our barrier ids.
+	nonce := strings.TrimSuffix(strings.TrimPrefix(s.idPrefix, "xb-"), "-")
+	if len(nonce) < 16 || strings.Contains(rec.msgs[1].ID, nonce) {
+		t.Errorf("generated id %q reveals the barrier nonce %q", rec.msgs[1].ID, nonce)
 	}
 	if m := rec.msgs[2]; m.Kind != "error" || m.ID != "ours1" || m.Condition != "item-not-found" {
 		t.Errorf("event 2 = %+v", m)

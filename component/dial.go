@@ -247,23 +247,25 @@ func tlsConfig(cfg Config, j jid.JID) (*tls.Config, error) {
 }
 
 func newSession(cfg Config, in Inbound, log *slog.Logger, xs *xmpp.Session, addr jid.JID, ident info.Identity) *Session {
-	var nb [6]byte
+	var nb, eb [8]byte
 	_, _ = rand.Read(nb[:])
+	_, _ = rand.Read(eb[:])
 	ns := xs.In().XMLNS
 	s := &Session{
-		cfg:    cfg,
-		in:     in,
-		log:    log,
-		xs:     xs,
-		conn:   xs.Conn(),
-		addr:   addr,
-		ns:     ns,
-		nonce:  hex.EncodeToString(nb[:]),
-		t0:     time.Now(),
-		notify: make(chan struct{}, 1),
-		dead:   make(chan struct{}),
-		done:   make(chan struct{}),
-		closed: make(chan struct{}),
+		cfg:      cfg,
+		in:       in,
+		log:      log,
+		xs:       xs,
+		conn:     xs.Conn(),
+		addr:     addr,
+		ns:       ns,
+		idPrefix: "xb-" + hex.EncodeToString(nb[:]) + "-",
+		evPrefix: "xg-" + hex.EncodeToString(eb[:]) + "-",
+		t0:       time.Now(),
+		notify:   make(chan struct{}, 1),
+		dead:     make(chan struct{}),
+		done:     make(chan struct{}),
+		closed:   make(chan struct{}),
 	}
 	ident.Name = "xmppgw"
 	s.mux = newMux(ns, ident, cfg.Version)

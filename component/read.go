@@ -107,9 +107,14 @@ func (s *Session) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement
 	case "result", "error":
 		// An answer to one of our barriers (result from the server, or an
 		// error such as service-unavailable: either proves the server
-		// processed everything before the ping).
-		if seq, ok := s.barrierSeq(id); ok {
-			s.confirm(seq)
+		// processed everything before the ping). Only the entity the ping
+		// went to may answer it: anyone else could otherwise ack items the
+		// server never received. A stanza without from comes from the
+		// server itself.
+		if from := getAttr(start, "from"); from == "" || from == s.pingTo {
+			if seq, ok := s.barrierSeq(id); ok {
+				s.confirm(seq)
+			}
 		}
 		return nil
 	case "get", "set":
@@ -202,7 +207,7 @@ func (s *Session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartEl
 	ev.ReceivedAt = time.Now().UTC()
 	if ev.ID == "" {
 		s.inSeq++
-		ev.ID = "xg-" + s.nonce + "-" + strconv.FormatUint(s.inSeq, 10)
+		ev.ID = s.evPrefix + strconv.FormatUint(s.inSeq, 10)
 	}
 	s.in.Message(s, &ev)
 	return nil

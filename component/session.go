@@ -72,17 +72,24 @@ type Inbound interface {
 // Session is one negotiated XMPP stream. Its methods are safe for concurrent
 // use.
 type Session struct {
-	cfg   Config
-	in    Inbound
-	log   *slog.Logger
-	xs    *xmpp.Session
-	conn  net.Conn
-	addr  jid.JID
-	self  string // address our barrier pings come from
-	ns    string // stanza namespace of the stream
-	mux   *mux.ServeMux
-	nonce string
-	t0    time.Time // base of the monotonic clock readings below
+	cfg  Config
+	in   Inbound
+	log  *slog.Logger
+	xs   *xmpp.Session
+	conn net.Conn
+	addr jid.JID
+	self string // address our barrier pings come from
+	// pingTo is the address our barrier pings go to, the only entity
+	// whose answers confirm them: our own domain (component mode), the
+	// server's domain (client mode).
+	pingTo string
+	ns     string // stanza namespace of the stream
+	mux    *mux.ServeMux
+	// evPrefix starts the ids generated for inbound stanzas that have
+	// none. Those ids are echoed to senders, so they share nothing with
+	// the barrier ids (idPrefix), which nobody but the server may learn.
+	evPrefix string
+	t0       time.Time // base of the monotonic clock readings below
 
 	// Writer state, guarded by mellium's output lock (held via TokenWriter).
 	seq      uint64
@@ -90,7 +97,7 @@ type Session struct {
 	pingHead []byte // barrier ping up to the sequence number in its id
 	pingTail []byte // and after it
 
-	idPrefix   string        // "xb-<nonce>-": ids of our barrier pings
+	idPrefix   string        // "xb-<secret nonce>-": ids of our barrier pings
 	sent       atomic.Uint64 // highest barrier seq written
 	confirmed  atomic.Uint64
 	notify     chan struct{}

@@ -90,7 +90,7 @@ func (s *Session) closedErr() error {
 // stanza.AppendPing once; each barrier only splices in its sequence number, so
 // the hot path does not allocate.
 func (s *Session) initPing(from, to string) {
-	s.idPrefix = "xb-" + s.nonce + "-"
+	s.pingTo = to
 	const mark = "SEQ"
 	tmpl := stanza.AppendPing(nil, from, to, s.idPrefix+mark)
 	i := bytes.Index(tmpl, []byte(s.idPrefix+mark))
