@@ -8,6 +8,9 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,6 +31,13 @@ import (
 //     value "p" (we asked, no answer yet) or "a" (the contact approved).
 //
 // A "meta" bucket holds the schema version.
+//
+// Anybody on the network can ask to subscribe to any JID of the domain, so
+// the store is bounded (storeLimits): a new pair past a cap is refused with
+// ErrStoreFull and costs no write; existing pairs are never touched by a
+// refusal. The counts behind the caps live in memory, rebuilt by one scan
+// at open and kept up to date by each change, so a change costs O(log n)
+// (one bbolt lookup and at most one write), never a rescan.
 var (
 	bucketSubscribers   = []byte("subscribers")
 	bucketSubscriptions = []byte("subscriptions")
@@ -41,7 +51,89 @@ var (
 var (
 	ErrStoreLocked  = errors.New("gateway: store locked (another xmppgw running?)")
 	ErrStoreCorrupt = errors.New("gateway: store corrupt or not a xmppgw store")
+	// ErrStoreFull is a new subscription refused by a cap of the store
+	// (storeFullLimit tells which).
+	ErrStoreFull = errors.New("gateway: presence store full")
 )
+
+// Caps of the store, each applied separately to the subscribers bucket and
+// to the subscriptions bucket. A pair is about 100 bytes in bbolt (key,
+// value, page overhead), so a full store is a file of some 20 MB.
+const (
+	// storeMaxPerContact bounds the local JIDs one contact (bare JID) may be
+	// subscribed to. A person follows a handful of a site's notifiers;
+	// in auto mode any localpart accepts a subscription, so without this
+	// one JID could fill the disk with made-up localparts.
+	storeMaxPerContact = 100
+	// storeMaxPerDomain bounds the pairs of all contacts of one domain: an
+	// attacker owns as many JIDs on its own server as it likes. 10,000
+	// leaves room for a large organisation's users.
+	storeMaxPerDomain = 10_000
+	// storeMaxTotal bounds the whole bucket: far more subscribers than a
+	// site's notifications reach, yet a file that stays small and a start
+	// (available presence to every subscriber) that stays quick.
+	storeMaxTotal = 100_000
+)
+
+type storeLimits struct{ perContact, perDomain, total int }
+
+var defaultStoreLimits = storeLimits{perContact: storeMaxPerContact, perDomain: storeMaxPerDomain, total: storeMaxTotal}
+
+// storeFullError is ErrStoreFull with the cap that refused.
+type storeFullError struct{ limit string }
+
+func (e *storeFullError) Error() string        { return ErrStoreFull.Error() + " (" + e.limit + " cap)" }
+func (e *storeFullError) Is(target error) bool { return target == ErrStoreFull }
+
+// storeFullLimit names the cap behind err: contact, domain or total ("" if
+// err is not ErrStoreFull).
+func storeFullLimit(err error) string {
+	var e *storeFullError
+	if errors.As(err, &e) {
+		return e.limit
+	}
+	return ""
+}
+
+// tally counts the pairs of one bucket: in total, per contact and per
+// contact domain.
+type tally struct {
+	total    int
+	contacts map[string]int
+	domains  map[string]int
+}
+
+func newTally() tally {
+	return tally{contacts: make(map[string]int), domains: make(map[string]int)}
+}
+
+func contactDomain(contact string) string {
+	return contact[strings.IndexByte(contact, '@')+1:]
+}
+
+// check reports whether one more pair of contact would pass a cap.
+func (t *tally) check(contact string, lim storeLimits) error {
+	switch {
+	case t.contacts[contact] >= lim.perContact:
+		return &storeFullError{"contact"}
+	case t.domains[contactDomain(contact)] >= lim.perDomain:
+		return &storeFullError{"domain"}
+	case t.total >= lim.total:
+		return &storeFullError{"total"}
+	}
+	return nil
+}
+
+func (t *tally) add(contact string, d int) {
+	t.total += d
+	for m, k := range map[*map[string]int]string{&t.contacts: contact, &t.domains: contactDomain(contact)} {
+		if n := (*m)[k] + d; n > 0 {
+			(*m)[k] = n
+		} else {
+			delete(*m, k)
+		}
+	}
+}
 
 // storeLockTimeout is how long opening waits for the file lock that another
 // process holds.
@@ -57,10 +149,23 @@ const (
 )
 
 // store is the bbolt file of subscriptions. Its methods are safe for
-// concurrent use (bbolt serialises writers).
+// concurrent use (mu serialises changes and their counts).
 type store struct {
 	db   *bolt.DB
 	path string
+	lim  storeLimits
+
+	mu            sync.Mutex
+	subscribers   tally
+	subscriptions tally
+	writes        atomic.Int64 // write transactions (tests)
+}
+
+func (s *store) tally(bucket []byte) *tally {
+	if bytes.Equal(bucket, bucketSubscribers) {
+		return &s.subscribers
+	}
+	return &s.subscriptions
 }
 
 // openStore opens (creating if needed, with its parent directory) the store
@@ -89,7 +194,7 @@ func openStore(path string, lockTimeout time.Duration) (st *store, err error) {
 		// too small"), ...
 		return nil, wrap(fmt.Errorf("cannot open (unreadable or corrupt?): %w", err))
 	}
-	st = &store{db: db, path: path}
+	st = &store{db: db, path: path, lim: defaultStoreLimits, subscribers: newTally(), subscriptions: newTally()}
 	// bbolt panics on some kinds of damaged pages; a store must never take
 	// the process down: report it as corrupt instead.
 	defer func() {
@@ -138,12 +243,26 @@ func (s *store) init() error {
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			return fmt.Errorf("%w: %w", ErrStoreCorrupt, err)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// The counts behind the caps: one scan at open.
+	for _, b := range [][]byte{bucketSubscribers, bucketSubscriptions} {
+		t := s.tally(b)
+		if err := s.each(b, func(_, contact string, _ subState) error {
+			t.add(contact, 1)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -221,21 +340,9 @@ func splitKey(k []byte) (local, contact string, ok bool) {
 }
 
 // addSubscriber records that contact is subscribed to local; added is false
-// if it already was.
+// if it already was. A new pair past a cap is refused with ErrStoreFull.
 func (s *store) addSubscriber(local, contact string) (added bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSubscribers)
-		k := pairKey(local, contact)
-		if b.Get(k) != nil {
-			return nil
-		}
-		added = true
-		return b.Put(k, []byte{byte(subApproved)})
-	})
-	if err != nil {
-		added = false
-	}
-	return added, err
+	return s.put(bucketSubscribers, local, contact, subApproved)
 }
 
 // removeSubscriber forgets that contact is subscribed to local; removed is
@@ -244,20 +351,66 @@ func (s *store) removeSubscriber(local, contact string) (removed bool, err error
 	return s.remove(bucketSubscribers, local, contact)
 }
 
-func (s *store) remove(bucket []byte, local, contact string) (removed bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		k := pairKey(local, contact)
-		if b.Get(k) == nil {
-			return nil
+// get reads one pair's value (nil if absent) without a write transaction.
+func (s *store) get(bucket, k []byte) (v []byte, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucket).Get(k); b != nil {
+			v = append([]byte{}, b...)
 		}
-		removed = true
-		return b.Delete(k)
+		return nil
 	})
-	if err != nil {
-		removed = false
+	return v, err
+}
+
+// put stores a pair with state st. A pair already in that state costs a
+// lookup and no write; a new pair is checked against the caps first.
+func (s *store) put(bucket []byte, local, contact string, st subState) (added bool, err error) {
+	k := pairKey(local, contact)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, err := s.get(bucket, k)
+	if err != nil || len(old) == 1 && old[0] == byte(st) {
+		return false, err
 	}
-	return removed, err
+	t := s.tally(bucket)
+	if old == nil {
+		if err := t.check(contact, s.lim); err != nil {
+			return false, err
+		}
+	}
+	s.writes.Add(1)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Put(k, []byte{byte(st)})
+	}); err != nil {
+		return false, err
+	}
+	if old == nil {
+		t.add(contact, 1)
+	}
+	return old == nil, nil
+}
+
+func (s *store) remove(bucket []byte, local, contact string) (removed bool, err error) {
+	k := pairKey(local, contact)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, err := s.get(bucket, k); old == nil || err != nil {
+		return false, err
+	}
+	s.writes.Add(1)
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete(k) }); err != nil {
+		return false, err
+	}
+	s.tally(bucket).add(contact, -1)
+	return true, nil
+}
+
+// canAdd reports (as ErrStoreFull, or nil) whether contact could become a
+// new subscriber now.
+func (s *store) canAdd(contact string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subscribers.check(contact, s.lim)
 }
 
 // isSubscriber reports whether contact is subscribed to local.
@@ -270,11 +423,11 @@ func (s *store) isSubscriber(local, contact string) (bool, error) {
 	return ok, err
 }
 
-// setSubscription records our subscription of local to contact.
+// setSubscription records our subscription of local to contact. A new one
+// past a cap is refused with ErrStoreFull.
 func (s *store) setSubscription(local, contact string, st subState) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSubscriptions).Put(pairKey(local, contact), []byte{byte(st)})
-	})
+	_, err := s.put(bucketSubscriptions, local, contact, st)
+	return err
 }
 
 // subscription is the state of our subscription of local to contact.
@@ -321,12 +474,9 @@ func (s *store) each(bucket []byte, fn func(local, contact string, st subState) 
 	})
 }
 
-// counts returns the number of subscribers and of our subscriptions.
+// counts returns the number of subscribers and of our subscriptions, O(1).
 func (s *store) counts() (subscribers, subscriptions int, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		subscribers = tx.Bucket(bucketSubscribers).Stats().KeyN
-		subscriptions = tx.Bucket(bucketSubscriptions).Stats().KeyN
-		return nil
-	})
-	return subscribers, subscriptions, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subscribers.total, s.subscriptions.total, nil
 }
