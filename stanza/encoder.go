@@ -24,6 +24,11 @@ const (
 // DefaultMaxTextBytes is the bound on text used when Options.MaxTextBytes is 0.
 const DefaultMaxTextBytes = 65536
 
+// DefaultMaxStanzaBytes is the bound on an encoded stanza used when
+// Options.MaxStanzaBytes is 0: 240 KiB, below the default stanza size limits
+// of Prosody (256 KiB on c2s, 512 KiB on component ports).
+const DefaultMaxStanzaBytes = 240 << 10
+
 // maxIDBytes bounds a stanza id, maxThreadBytes a thread id.
 const (
 	maxIDBytes     = 1023
@@ -41,6 +46,10 @@ type Options struct {
 	// MaxPayloadBytes bounds the JSON text of `payload`; 0 = no bound beyond
 	// the body's size.
 	MaxPayloadBytes int
+	// MaxStanzaBytes bounds the encoded stanza: every byte Append writes for
+	// one item, after escaping (which can grow text five-fold). An item over
+	// it is refused with ReasonTooLarge. 0 = DefaultMaxStanzaBytes.
+	MaxStanzaBytes int
 }
 
 // Encoder turns outbound items into stanza bytes. It is immutable after
@@ -54,6 +63,7 @@ type Encoder struct {
 	accountBare string
 	defaultType string
 	maxText     int
+	maxStanza   int
 }
 
 // NewEncoder validates o and returns an Encoder.
@@ -67,6 +77,13 @@ func NewEncoder(o Options) (*Encoder, error) {
 	}
 	if o.MaxPayloadBytes < 0 {
 		return nil, errors.New("stanza: MaxPayloadBytes must not be negative")
+	}
+	e.maxStanza = o.MaxStanzaBytes
+	if e.maxStanza == 0 {
+		e.maxStanza = DefaultMaxStanzaBytes
+	}
+	if e.maxStanza < 0 {
+		return nil, errors.New("stanza: MaxStanzaBytes must not be negative")
 	}
 	if e.defaultType == "" {
 		e.defaultType = "chat"
@@ -131,10 +148,14 @@ type Info struct {
 
 // Append appends the stanza for one item (an AMQP message body) to dst.
 // On error it returns dst unchanged (same length) and a *ItemError; the bytes
-// of dst beyond its length may have been used as scratch space.
+// of dst beyond its length may have been used as scratch space. A stanza
+// over Options.MaxStanzaBytes is such an error (ReasonTooLarge).
 func (e *Encoder) Append(dst []byte, body []byte, m Meta) ([]byte, Info, error) {
 	n0 := len(dst)
 	out, info, ierr := e.append(dst, body, &m)
+	if ierr == nil && len(out)-n0 > e.maxStanza {
+		ierr = tooLarge(e.maxStanza)
+	}
 	if ierr != nil {
 		return dst[:n0], Info{}, ierr
 	}

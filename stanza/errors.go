@@ -17,10 +17,15 @@ const (
 	ReasonTooLong       Reason = "text_too_long"    // text (or subject, status, payload) over its bound
 	ReasonForbiddenFrom Reason = "forbidden_from"   // from is not ours to use
 	ReasonBadStanza     Reason = "bad_stanza"       // the raw stanza is malformed or not allowed
+	ReasonTooLarge      Reason = "stanza_too_large" // the encoded stanza is over Options.MaxStanzaBytes
 )
 
 // ItemError is the error Encoder.Append returns for an item that can never be
-// sent. Detail never holds the whole body, at most a short quoted excerpt.
+// sent. Detail goes into logs and a dead-letter header: it may name fields,
+// offsets, element and attribute names and quote short excerpts of fields
+// that are not content (target, from, type, kind, show, id, enqueued_at),
+// but never text, subject, thread, status or payload, nor character data or
+// attribute values of a raw stanza other than its type and addresses.
 type ItemError struct {
 	Reason Reason
 	Detail string
@@ -30,6 +35,10 @@ type ItemError struct {
 func (e *ItemError) Error() string { return string(e.Reason) + ": " + e.Detail }
 
 func itemErr(r Reason, detail string) *ItemError { return &ItemError{Reason: r, Detail: detail} }
+
+func tooLarge(max int) *ItemError {
+	return itemErr(ReasonTooLarge, "the encoded stanza is over the limit of "+strconv.Itoa(max)+" bytes")
+}
 
 // excerptLen bounds the quoted excerpts in error details.
 const excerptLen = 40

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Namespaces the encoder and decoder know.
@@ -16,10 +17,15 @@ const (
 	nsStanzas   = "urn:ietf:params:xml:ns:xmpp-stanzas"
 	nsJSON      = "urn:xmpp:json:0"
 	nsXML       = "http://www.w3.org/XML/1998/namespace"
+	nsXMLNS     = "http://www.w3.org/2000/xmlns/"
 )
 
-// maxRawDepth bounds the nesting of a raw stanza item.
-const maxRawDepth = 64
+// maxRawDepth bounds the nesting of a raw stanza item, maxRawAttrs the
+// attributes (declarations included) of one of its elements.
+const (
+	maxRawDepth = 64
+	maxRawAttrs = 64
+)
 
 // nsDecl is one namespace declaration in scope while re-encoding.
 type nsDecl struct {
@@ -44,6 +50,7 @@ func (e *Encoder) appendRaw(dst, body []byte, it *item, m *Meta, info Info) ([]b
 		streamNS = nsClient
 	}
 	bad := func(msg string) *ItemError { return itemErr(ReasonBadStanza, msg) }
+	n0 := len(dst)
 
 	d := xml.NewDecoder(bytes.NewReader(src))
 	d.Strict = true
@@ -73,11 +80,10 @@ func (e *Encoder) appendRaw(dst, body []byte, it *item, m *Meta, info Info) ([]b
 			break
 		}
 		if err != nil {
-			var se *xml.SyntaxError
-			if errors.As(err, &se) {
-				return nil, info, bad("malformed XML: " + se.Msg)
-			}
-			return nil, info, bad("malformed XML")
+			return nil, info, bad(syntaxDetail(err, d.InputOffset()))
+		}
+		if len(dst)-n0 > e.maxStanza {
+			return nil, info, tooLarge(e.maxStanza)
 		}
 		switch t := tok.(type) {
 		case xml.Comment:
@@ -141,16 +147,40 @@ func (e *Encoder) appendRaw(dst, body []byte, it *item, m *Meta, info Info) ([]b
 				dst = append(dst, '>')
 				open = false
 			}
+			if !qName(t.Name) {
+				return nil, info, bad("element name " + excerpt(rawName(t.Name)) + " is not an ASCII XML name with at most one colon")
+			}
+			if len(t.Attr) > maxRawAttrs {
+				return nil, info, bad("more than " + strconv.Itoa(maxRawAttrs) + " attributes on one element")
+			}
 			mark := len(scope)
-			for _, a := range t.Attr {
+			for i, a := range t.Attr {
+				if !qName(a.Name) {
+					return nil, info, bad("attribute name " + excerpt(rawName(a.Name)) + " is not an ASCII XML name with at most one colon")
+				}
+				for _, b := range t.Attr[:i] {
+					if b.Name == a.Name {
+						return nil, info, bad("duplicate attribute " + excerpt(rawName(a.Name)))
+					}
+				}
+				if strings.ContainsAny(a.Value, "\t\n\r") {
+					// An XML parser reads a literal tab or line break in an
+					// attribute value as a space; the decoder has already
+					// replaced character references, so the two cannot be
+					// told apart: refuse rather than change the meaning.
+					return nil, info, bad("attribute " + excerpt(rawName(a.Name)) + " holds a tab or line break")
+				}
 				switch {
 				case a.Name.Space == "xmlns":
-					if a.Value == "" || a.Name.Local == "xml" || a.Name.Local == "xmlns" {
-						return nil, info, bad("invalid namespace declaration")
+					if a.Value == "" || a.Name.Local == "xml" || a.Name.Local == "xmlns" || a.Value == nsXML || a.Value == nsXMLNS {
+						return nil, info, bad("invalid namespace declaration of prefix " + excerpt(a.Name.Local))
 					}
 					scope = append(scope, nsDecl{a.Name.Local, a.Value})
 				case a.Name.Space == "" && a.Name.Local == "xmlns":
 					v := a.Value
+					if v == nsXML || v == nsXMLNS {
+						return nil, info, bad("invalid default namespace declaration")
+					}
 					if len(stack) == 0 {
 						if v != "" && v != nsClient && v != nsComponent {
 							return nil, info, bad("the element's namespace must be jabber:client or jabber:component:accept")
@@ -222,6 +252,9 @@ func (e *Encoder) appendRaw(dst, body []byte, it *item, m *Meta, info Info) ([]b
 
 // appendRawAttrs writes the attributes of a child element. Namespaced
 // attributes get generated prefixes declared on the element itself.
+// The attribute names of attrs are unique (checked by the caller); their
+// expanded names (namespace, local name) must be too, since two prefixes
+// bound to one namespace would otherwise name the same attribute twice.
 func appendRawAttrs(dst []byte, attrs []xml.Attr, lookup func(string) (string, bool)) ([]byte, *ItemError) {
 	var prefixes []string // uri of generated prefix a<i>
 	for i, a := range attrs {
@@ -230,11 +263,6 @@ func appendRawAttrs(dst []byte, attrs []xml.Attr, lookup func(string) (string, b
 		}
 		if !validXMLString(a.Value) {
 			return nil, itemErr(ReasonInvalidChar, "stanza holds a character XML cannot carry")
-		}
-		for _, b := range attrs[:i] {
-			if b.Name == a.Name {
-				return nil, itemErr(ReasonBadStanza, "duplicate attribute "+excerpt(a.Name.Local))
-			}
 		}
 		switch a.Name.Space {
 		case "":
@@ -247,6 +275,14 @@ func appendRawAttrs(dst []byte, attrs []xml.Attr, lookup func(string) (string, b
 			uri, ok := lookup(a.Name.Space)
 			if !ok || a.Name.Space == "" {
 				return nil, itemErr(ReasonBadStanza, "undeclared namespace prefix "+excerpt(a.Name.Space))
+			}
+			for _, b := range attrs[:i] {
+				if b.Name.Local != a.Name.Local || b.Name.Space == "" || b.Name.Space == "xml" || b.Name.Space == "xmlns" {
+					continue
+				}
+				if u, _ := lookup(b.Name.Space); u == uri {
+					return nil, itemErr(ReasonBadStanza, "attribute "+excerpt(a.Name.Local)+" twice in one namespace")
+				}
 			}
 			p := -1
 			for j, u := range prefixes {
@@ -276,11 +312,6 @@ func (e *Encoder) rawRootAttrs(dst, body []byte, attrs []xml.Attr, m *Meta, info
 	var from, to, id, typ *xml.Attr
 	for i := range attrs {
 		a := &attrs[i]
-		for _, b := range attrs[:i] {
-			if b.Name == a.Name {
-				return nil, itemErr(ReasonBadStanza, "duplicate attribute "+excerpt(a.Name.Local))
-			}
-		}
 		if a.Name.Space != "" {
 			continue
 		}
@@ -366,4 +397,58 @@ func (e *Encoder) rawRootAttrs(dst, body []byte, attrs []xml.Attr, m *Meta, info
 		rest = append(rest, *a)
 	}
 	return appendRawAttrs(dst, rest, lookup)
+}
+
+// qName reports whether n, as encoding/xml's RawToken splits a name, is a
+// QName of ASCII NCNames: a local name, or a prefix and a local name. The
+// decoder leaves names with a stray colon ("x:", ":x", "a:b:c") whole in
+// Local; those are refused here, as a namespace-aware parser would refuse
+// them. Non-ASCII names are refused too: XMPP uses none, and parsers
+// disagree on which non-ASCII characters names may hold.
+func qName(n xml.Name) bool {
+	return ncName(n.Local) && (n.Space == "" || ncName(n.Space))
+}
+
+// ncName reports whether s is a non-empty NCName of ASCII characters.
+func ncName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// rawName returns the name as written in the input.
+func rawName(n xml.Name) string {
+	if n.Space == "" {
+		return n.Local
+	}
+	return n.Space + ":" + n.Local
+}
+
+// syntaxDetail describes a decoder error without quoting the input:
+// encoding/xml's messages may hold character data (an entity's name, the
+// text around a bad character).
+func syntaxDetail(err error, off int64) string {
+	var se *xml.SyntaxError
+	msg := "malformed XML"
+	if errors.As(err, &se) {
+		switch {
+		case strings.Contains(se.Msg, "entity"):
+			msg = "malformed XML: an entity reference other than &amp; &lt; &gt; &quot; &apos; or a character reference"
+		case strings.Contains(se.Msg, "character"), strings.Contains(se.Msg, "UTF-8"):
+			msg = "malformed XML: a character XML cannot carry"
+		case strings.Contains(se.Msg, "EOF"):
+			msg = "malformed XML: unexpected end"
+		}
+	}
+	return msg + " (near byte " + strconv.FormatInt(off, 10) + " of the stanza)"
 }
