@@ -95,16 +95,16 @@ func storeFullLimit(err error) string {
 	return ""
 }
 
-// tally counts the pairs of one bucket: in total, per contact and per
+// storeTally counts the pairs of one bucket: in total, per contact and per
 // contact domain.
-type tally struct {
+type storeTally struct {
 	total    int
 	contacts map[string]int
 	domains  map[string]int
 }
 
-func newTally() tally {
-	return tally{contacts: make(map[string]int), domains: make(map[string]int)}
+func newStoreTally() storeTally {
+	return storeTally{contacts: make(map[string]int), domains: make(map[string]int)}
 }
 
 func contactDomain(contact string) string {
@@ -112,7 +112,7 @@ func contactDomain(contact string) string {
 }
 
 // check reports whether one more pair of contact would pass a cap.
-func (t *tally) check(contact string, lim storeLimits) error {
+func (t *storeTally) check(contact string, lim storeLimits) error {
 	switch {
 	case t.contacts[contact] >= lim.perContact:
 		return &storeFullError{"contact"}
@@ -124,14 +124,19 @@ func (t *tally) check(contact string, lim storeLimits) error {
 	return nil
 }
 
-func (t *tally) add(contact string, d int) {
+func (t *storeTally) add(contact string, d int) {
 	t.total += d
-	for m, k := range map[*map[string]int]string{&t.contacts: contact, &t.domains: contactDomain(contact)} {
-		if n := (*m)[k] + d; n > 0 {
-			(*m)[k] = n
-		} else {
-			delete(*m, k)
-		}
+	storeBump(t.contacts, contact, d)
+	storeBump(t.domains, contactDomain(contact), d)
+}
+
+// storeBump adds d to m[k], deleting the key at zero so that the maps hold only
+// what the store holds.
+func storeBump(m map[string]int, k string, d int) {
+	if n := m[k] + d; n > 0 {
+		m[k] = n
+	} else {
+		delete(m, k)
 	}
 }
 
@@ -156,12 +161,12 @@ type store struct {
 	lim  storeLimits
 
 	mu            sync.Mutex
-	subscribers   tally
-	subscriptions tally
+	subscribers   storeTally
+	subscriptions storeTally
 	writes        atomic.Int64 // write transactions (tests)
 }
 
-func (s *store) tally(bucket []byte) *tally {
+func (s *store) tally(bucket []byte) *storeTally {
 	if bytes.Equal(bucket, bucketSubscribers) {
 		return &s.subscribers
 	}
@@ -194,7 +199,7 @@ func openStore(path string, lockTimeout time.Duration) (st *store, err error) {
 		// too small"), ...
 		return nil, wrap(fmt.Errorf("cannot open (unreadable or corrupt?): %w", err))
 	}
-	st = &store{db: db, path: path, lim: defaultStoreLimits, subscribers: newTally(), subscriptions: newTally()}
+	st = &store{db: db, path: path, lim: defaultStoreLimits, subscribers: newStoreTally(), subscriptions: newStoreTally()}
 	// bbolt panics on some kinds of damaged pages; a store must never take
 	// the process down: report it as corrupt instead.
 	defer func() {
