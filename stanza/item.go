@@ -1,5 +1,7 @@
 package stanza
 
+import "strconv"
+
 // jstr is a string member of an item: the raw JSON string body (between the
 // quotes) and whether it holds escapes.
 type jstr struct {
@@ -118,8 +120,8 @@ func parseItem(body []byte, it *item) *ItemError {
 	return bad
 }
 
+// jsonError describes where the body stopped being JSON by offset only: the
+// bytes around it may be message content.
 func jsonError(s *scanner) *ItemError {
-	end := min(s.err.off+12, len(s.b))
-	start := max(s.err.off-12, 0)
-	return itemErr(ReasonInvalidJSON, s.err.msg+" near "+excerpt(s.b[start:end]))
+	return itemErr(ReasonInvalidJSON, s.err.msg+" at byte "+strconv.Itoa(s.err.off)+" of "+strconv.Itoa(len(s.b)))
 }
