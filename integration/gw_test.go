@@ -84,7 +84,7 @@ http:
   listen: 127.0.0.1:0
 log:
   level: debug
-`, harness.AMQPURL(), q.out, q.in, q.dead, filepath.Join(t.TempDir(), "xmppgw.db"))
+`, harness.BrokerURL(t), q.out, q.in, q.dead, filepath.Join(t.TempDir(), "xmppgw.db"))
 }
 
 // writeAndLoad writes a config file and loads it as the binary would.

@@ -3,11 +3,13 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
 
@@ -154,4 +156,101 @@ func TestHarnessRestartKeepsUsersAndOffline(t *testing.T) {
 	p.Kill(t)
 	p.Start(t)
 	harness.DialClient(t, p, "c", "pc")
+}
+
+// TestHarnessPrivateRabbitMQ starts a private node, and checks that a
+// persistent message survives stop_app/start_app and that the node's
+// connections can be closed by name.
+func TestHarnessPrivateRabbitMQ(t *testing.T) {
+	r := harness.StartRabbitMQ(t, harness.RabbitMQOptions{Heartbeat: 2})
+	t.Logf("private node %s on 127.0.0.1:%d started in %s", r.Node, r.Port, r.StartTime.Round(time.Millisecond))
+	harness.UseBroker(t, r.URL)
+	q := harness.UniqueQueue(t, "private")
+	harness.DeclareQueue(t, q, nil)
+	harness.Publish(t, q, []byte("kept"), amqp.Publishing{})
+
+	began := time.Now()
+	r.StopApp(t)
+	r.StartApp(t)
+	t.Logf("stop_app + start_app took %s", time.Since(began).Round(time.Millisecond))
+	if got := harness.Drain(t, q, 1, 10*time.Second); string(got[0].Body) != "kept" {
+		t.Fatalf("after restart: %q", got[0].Body)
+	}
+
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("harness-victim-" + q)
+	c, err := amqp.DialConfig(r.URL, amqp.Config{Properties: props})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := c.NotifyClose(make(chan *amqp.Error, 1))
+	waitFor(t, 10*time.Second, "connection listed", func() bool {
+		out, _ := r.Ctl("list_connections", "client_properties")
+		return strings.Contains(out, "harness-victim-"+q)
+	})
+	if n, err := r.CloseConnections("harness-victim-" + q); err != nil || n != 1 {
+		t.Fatalf("closed %d connections: %v", n, err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not closed")
+	}
+}
+
+// TestHarnessStallingProxy checks that a stalled proxy neither forwards nor
+// closes, that Resume delivers what was held and that Cut closes.
+func TestHarnessStallingProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // echo server
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	p := harness.StartProxy(t, ln.Addr().String())
+	c, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echo := func(msg string, timeout time.Duration) (string, error) {
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return "", err
+		}
+		buf := make([]byte, len(msg))
+		_, err := io.ReadFull(c, buf)
+		return string(buf), err
+	}
+	if got, err := echo("one", 5*time.Second); err != nil || got != "one" {
+		t.Fatalf("before the stall: %q %v", got, err)
+	}
+	p.Stall(harness.Up)
+	if got, err := echo("two", 300*time.Millisecond); err == nil {
+		t.Fatalf("stalled proxy forwarded %q", got)
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("stalled link: want a timeout, got %v", err)
+	}
+	p.Resume()
+	buf := make([]byte, 3)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "two" {
+		t.Fatalf("after resume: %q %v", buf, err)
+	}
+	p.Stall(harness.Down)
+	p.Cut()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("read after Cut succeeded")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("Cut did not close the connection")
+	}
 }

@@ -25,6 +25,26 @@ func AMQPURL() string {
 	return DefaultAMQPURL
 }
 
+// brokers holds the broker of the tests that use a private one (UseBroker).
+var brokers sync.Map // testing.TB -> URL
+
+// UseBroker makes the harness's AMQP helpers (AMQPConn, Channel, queues,
+// Publish, Get …) use the broker at url for test t (for example a private
+// node from StartRabbitMQ) instead of AMQPURL().
+func UseBroker(t testing.TB, url string) {
+	brokers.Store(t, url)
+	t.Cleanup(func() { brokers.Delete(t) })
+}
+
+// BrokerURL is the broker the helpers use for t: the one given to
+// UseBroker, else AMQPURL().
+func BrokerURL(t testing.TB) string {
+	if u, ok := brokers.Load(t); ok {
+		return u.(string)
+	}
+	return AMQPURL()
+}
+
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // UniqueName returns prefix + the test's name (sanitised) + random hex, at
@@ -41,7 +61,8 @@ func UniqueName(t testing.TB, prefix string) string {
 // is deleted when the test ends.
 func UniqueQueue(t testing.TB, prefix string) string {
 	q := UniqueName(t, prefix)
-	t.Cleanup(func() { deleteQueues(t, q) })
+	url := BrokerURL(t)
+	t.Cleanup(func() { deleteQueues(t, url, q) })
 	return q
 }
 
@@ -56,9 +77,10 @@ func AMQPConn(t testing.TB) *amqp.Connection {
 	if c, ok := conns.Load(t); ok && !c.(*amqp.Connection).IsClosed() {
 		return c.(*amqp.Connection)
 	}
-	c, err := amqp.DialConfig(AMQPURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	url := BrokerURL(t)
+	c, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
-		t.Fatalf("RabbitMQ not reachable at %s (run .ci/setup): %v", redactURL(AMQPURL()), err)
+		t.Fatalf("RabbitMQ not reachable at %s (run .ci/setup): %v", redactURL(url), err)
 	}
 	if _, loaded := conns.Swap(t, c); !loaded {
 		t.Cleanup(func() {
@@ -91,27 +113,28 @@ func DeclareQueue(t testing.TB, name string, args amqp.Table) {
 	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
 		t.Fatalf("harness: declare queue %s: %v", name, err)
 	}
-	t.Cleanup(func() { deleteQueues(t, name) })
+	url := BrokerURL(t)
+	t.Cleanup(func() { deleteQueues(t, url, name) })
 }
 
 // DeleteQueues deletes the queues now (missing ones are fine).
 func DeleteQueues(t testing.TB, names ...string) {
 	t.Helper()
-	if err := deleteQueuesErr(names...); err != nil {
+	if err := deleteQueuesErr(BrokerURL(t), names...); err != nil {
 		t.Errorf("harness: %v", err)
 	}
 }
 
 // deleteQueues is DeleteQueues for cleanups: it only logs.
-func deleteQueues(t testing.TB, names ...string) {
-	if err := deleteQueuesErr(names...); err != nil {
+func deleteQueues(t testing.TB, url string, names ...string) {
+	if err := deleteQueuesErr(url, names...); err != nil {
 		t.Logf("harness: %v", err)
 	}
 }
 
-func deleteQueuesErr(names ...string) error {
+func deleteQueuesErr(url string, names ...string) error {
 	// Its own connection: the test's may be closed already in a cleanup.
-	c, err := amqp.DialConfig(AMQPURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	c, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		return fmt.Errorf("delete queues: %w", err)
 	}
