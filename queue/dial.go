@@ -2,9 +2,13 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"time"
+	"unicode"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -23,7 +27,11 @@ const (
 // Errors never contain the password of rawURL.
 func dial(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("queue: dial %s: %w", RedactURL(rawURL), err)
+		return nil, fmt.Errorf("queue: dial %s: %w", redactURL(rawURL), err)
+	}
+	// amqp091 quotes a URL it cannot parse in its error, password and all.
+	if err := CheckURL(rawURL); err != nil {
+		return nil, fmt.Errorf("queue: dial %s: %w", redactURL(rawURL), err)
 	}
 	props := amqp.NewConnectionProperties()
 	if name != "" {
@@ -74,7 +82,138 @@ func dial(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
 		if cerr != nil && err != cerr {
 			err = fmt.Errorf("%w (%w)", cerr, err)
 		}
-		return nil, fmt.Errorf("queue: dial %s: %w", RedactURL(rawURL), err)
+		return nil, fmt.Errorf("queue: dial %s: %w", redactURL(rawURL), scrubError(err, rawURL))
 	}
 	return conn, nil
 }
+
+// ErrURL marks an amqp.url that cannot be used. Its errors never quote the
+// URL: a malformed URL cannot be reliably split into its password and the
+// rest.
+var ErrURL = errors.New("queue: invalid AMQP URL")
+
+// CheckURL reports whether rawURL is an AMQP URL that amqp091 parses the way
+// its author meant: amqp[s]://user:password@host:port/vhost with every
+// reserved character of the user name and password percent-encoded. It
+// rejects what amqp091 would accept but split in the wrong place (a "#", or
+// an "@" after the host), so that no part of a password ends up as a host
+// name in an error. The error wraps ErrURL and contains no part of rawURL.
+func CheckURL(rawURL string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: %s (the form is amqp://user:password@host:port/vhost or amqps://...; "+
+			"percent-encode reserved characters of the user name and password: %%40 for @, %%23 for #, "+
+			"%%2F for /, %%3F for ?, %%3A for :, %%25 for %%, %%20 for a space)", ErrURL, why)
+	}
+	if strings.IndexFunc(rawURL, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return bad("it contains white space or a control character")
+	}
+	if !strings.HasPrefix(rawURL, "amqp://") && !strings.HasPrefix(rawURL, "amqps://") {
+		return bad("it must start with amqp:// or amqps://")
+	}
+	if strings.Contains(rawURL, "#") {
+		return bad("it contains #")
+	}
+	p, err := url.Parse(rawURL)
+	if err != nil {
+		var esc url.EscapeError
+		var host url.InvalidHostError
+		switch {
+		case errors.As(err, &esc):
+			return bad("it contains an invalid percent-encoding")
+		case errors.As(err, &host):
+			return bad("its host contains an invalid character")
+		}
+		return bad("it cannot be parsed (an invalid port, or a reserved character in the user name or password)")
+	}
+	if strings.Contains(p.EscapedPath(), "@") || strings.Contains(p.RawQuery, "@") {
+		return bad("it contains @ after the host (an @, / or ? in the user name or password)")
+	}
+	if p.Hostname() == "" {
+		return bad("it names no host")
+	}
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		// The URL parsed above: what is left are the port and the query
+		// parameters, whose values may still be quoted.
+		return bad("its port or a query parameter is invalid (heartbeat, connection_timeout and channel_max take integers)")
+	}
+	return nil
+}
+
+// redactURL returns rawURL with its password replaced by "xxxxx". A URL that
+// CheckURL rejects is reduced to its scheme and what follows its last "@"
+// (the host and vhost): a password's reserved characters may have split it
+// anywhere before that.
+func redactURL(rawURL string) string {
+	if CheckURL(rawURL) == nil {
+		if p, err := url.Parse(rawURL); err == nil {
+			return p.Redacted()
+		}
+	}
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok || scheme == "" || strings.IndexFunc(scheme, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')
+	}) >= 0 {
+		return "<unparseable url>"
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = "xxxxx@" + rest[i+1:]
+	}
+	return fmt.Sprintf("%s://%s", scheme, strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, rest))
+}
+
+// scrubURL replaces rawURL and its user information in s. It is the last
+// guard for error texts of libraries that may quote the URL.
+func scrubURL(s, rawURL string) string {
+	if rawURL == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, rawURL, redactURL(rawURL))
+	_, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return s
+	}
+	i := strings.LastIndex(rest, "@")
+	if i < 0 {
+		return s
+	}
+	userinfo := rest[:i]
+	_, pass, _ := strings.Cut(userinfo, ":")
+	for _, secret := range []string{userinfo, pass} {
+		if len(secret) < 4 {
+			continue
+		}
+		s = strings.ReplaceAll(s, secret, "xxxxx")
+		if dec, err := url.PathUnescape(secret); err == nil && len(dec) >= 4 {
+			s = strings.ReplaceAll(s, dec, "xxxxx")
+		}
+	}
+	return s
+}
+
+// scrubError returns err, or when its text quotes a part of rawURL's user
+// information an error with that part replaced. errors.Is still finds a
+// context error and amqp091's *Error through it.
+func scrubError(err error, rawURL string) error {
+	msg := err.Error()
+	if clean := scrubURL(msg, rawURL); clean != msg {
+		return &scrubbedError{msg: clean, err: err}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+
+// Is and As look through; Unwrap is not offered, so that printing the
+// unwrapped error cannot bring the quoted password back.
+func (e *scrubbedError) Is(target error) bool { return errors.Is(e.err, target) }
+func (e *scrubbedError) As(target any) bool   { return errors.As(e.err, target) }

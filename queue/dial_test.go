@@ -110,3 +110,45 @@ func TestPublisherChannelLost(t *testing.T) {
 		t.Fatalf("Publish: %v", err)
 	}
 }
+
+// A URL whose password amqp091 cannot parse, or would split in the wrong
+// place, is refused before dialling, and no error quotes any part of the
+// password.
+func TestDialBadURLsRedacted(t *testing.T) {
+	const tok = "Qz8DialSecret"
+	for i, tc := range []struct {
+		url    string
+		badURL bool // refused with ErrURL
+	}{
+		0:  {"amqp://u:" + tok + "%zz" + tok + "@127.0.0.1:1/", true},
+		1:  {"amqp://u:" + tok + " " + tok + "@127.0.0.1:1/", true},
+		2:  {"amqp://u:" + tok + "#" + tok + "@127.0.0.1:1/", true},
+		3:  {"amqp://u:" + tok + "@" + tok + "#" + tok + "@127.0.0.1:1/", true},
+		4:  {"amqp://u:12/" + tok + "@127.0.0.1:1/", true},
+		5:  {"amqp://u:" + tok + "?" + tok + "@127.0.0.1:1/", true},
+		6:  {"amqp://u:" + tok + "\"\\" + tok + "@127.0.0.1:1/", true},
+		7:  {"http://u:" + tok + "@127.0.0.1:1/", true},
+		8:  {"u:" + tok + "@127.0.0.1:1", true},
+		9:  {"amqp://u:" + tok + "@" + tok + "@127.0.0.1:1/", false}, // valid: split at the last @
+		10: {"amqp://u:" + tok + "%40" + tok + "@127.0.0.1:1/", false},
+		11: {"amqp://u:" + tok + "@127.0.0.1:1/?heartbeat=often", true},
+	} {
+		for _, what := range []string{"publisher", "consumer"} {
+			var err error
+			if what == "publisher" {
+				_, err = DialPublisher(testCtx(t), tc.url, "x", testLogger(t))
+			} else {
+				_, err = Consume(testCtx(t), ConsumerConfig{URL: tc.url, Queue: "q"})
+			}
+			if err == nil {
+				t.Fatalf("%d: %s: dial succeeded", i, what)
+			}
+			if strings.Contains(err.Error(), tok) || strings.Contains(err.Error(), "Qz8") {
+				t.Errorf("%d: %s: error leaks the password: %v", i, what, err)
+			}
+			if errors.Is(err, ErrURL) != tc.badURL {
+				t.Errorf("%d: %s: errors.Is(%v, ErrURL) = %v", i, what, err, !tc.badURL)
+			}
+		}
+	}
+}
