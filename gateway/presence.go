@@ -3,12 +3,15 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -61,6 +64,15 @@ import (
 //     resources that the probes' answers do not confirm within
 //     presenceSettle go unavailable.
 //
+// Bounds (an outside JID chooses what it sends): statuses are cut to
+// presenceMaxStatus bytes before they are queued; tracked presence is
+// capped by presenceLimits (contacts, entries per contact, entries in
+// all), past which new contacts or resources are not tracked while known
+// ones keep updating; the store caps subscriptions (store.go), past which
+// a new subscribe is refused with unsubscribed. Each refusal is counted in
+// xmppgw_presence_limited_total{limit} and logged at warn at most once a
+// second, without JIDs.
+//
 // In client mode the server keeps the roster and answers subscriptions and
 // probes itself: the gateway opens no store and handles no subscription,
 // but it still tracks the presence the server delivers (its roster
@@ -92,19 +104,25 @@ type presence struct {
 	sweepAt time.Time // zero: no sweep due
 	buf     []byte
 
-	mu       sync.Mutex // guards contacts and nOnline
+	mu       sync.Mutex // guards contacts, nOnline and nEntries
 	contacts map[string]*contactState
 	nOnline  int // contacts with an available resource
+	nEntries int // tracked resources, summed over contacts and local JIDs
+	lim      presenceLimits
 
 	dropped     prometheus.Counter
 	subscribers prometheus.Gauge
-	warn        sampler
+	limited     *prometheus.CounterVec
+	warn        sampler // worker behind
+	limitWarn   sampler // a cap refused something
+	storeWarn   sampler // the store failed
 }
 
 // contactState is what we know of one contact (by bare JID): for each local
 // JID that receives its presence, its available resources.
 type contactState struct {
 	views map[string]map[string]resState
+	n     int // entries over all views
 }
 
 type resState struct {
@@ -124,6 +142,34 @@ func (c *contactState) available() bool {
 
 // presenceQueue bounds the presence work waiting for the worker.
 const presenceQueue = 1024
+
+// Bounds of tracked presence. An entry is one resource of one contact as
+// one local JID sees it: a few hundred bytes plus its status, so the caps
+// hold tracked presence under some 50 MiB even when every entry is built
+// by an attacker (JID parts of 1 KiB, full statuses), and far below that
+// in practice.
+const (
+	// presenceMaxStatus is the longest status text kept (bytes, cut at a
+	// UTF-8 boundary). Clients show a line or two; the decoder allows
+	// 256 KiB, which times the queue and the entries would be gigabytes.
+	presenceMaxStatus = 1024
+	// presenceMaxContacts bounds the contacts tracked at once.
+	presenceMaxContacts = 10_000
+	// presenceMaxResources bounds one contact's entries: a person has a
+	// few devices, each seen by the few local JIDs it is subscribed to.
+	presenceMaxResources = 16
+	// presenceMaxEntries bounds the entries of all contacts together.
+	presenceMaxEntries = 20_000
+)
+
+// presenceLimits are the caps in force (tests lower them).
+type presenceLimits struct{ contacts, resources, entries int }
+
+var defaultPresenceLimits = presenceLimits{contacts: presenceMaxContacts, resources: presenceMaxResources, entries: presenceMaxEntries}
+
+// Values of the limit label of xmppgw_presence_limited_total.
+var presenceLimitLabels = []string{"contacts", "resources", "entries",
+	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total"}
 
 // presenceSettle is how long after a connect the answers to our probes may
 // take before unconfirmed resources count as gone.
@@ -178,6 +224,7 @@ func newPresence(g *Gateway, cfg *Config) (*presence, error) {
 		jobs:     make(chan presJob, presenceQueue),
 		ctl:      make(chan ctlReq, 16),
 		contacts: make(map[string]*contactState),
+		lim:      defaultPresenceLimits,
 	}
 	p.emit = g.in.offerEvent
 	f := promauto.With(g.reg)
@@ -189,6 +236,13 @@ func newPresence(g *Gateway, cfg *Config) (*presence, error) {
 		Name: "xmppgw_presence_subscribers",
 		Help: "Subscriptions of contacts to the component's JIDs, in the store.",
 	})
+	p.limited = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "xmppgw_presence_limited_total",
+		Help: "Presence not tracked, or subscriptions refused, because a cap was reached.",
+	}, []string{"limit"})
+	for _, l := range presenceLimitLabels {
+		p.limited.WithLabelValues(l)
+	}
 	if cfg.XMPP.Mode != ModeComponent {
 		if j, err := jid.Parse(cfg.XMPP.JID); err == nil {
 			p.self = j.Bare().String()
@@ -223,8 +277,13 @@ func (g *Gateway) Presence(s *component.Session, pr *stanza.Presence) {
 }
 
 func (p *presence) offer(w presenceWriter, pr *stanza.Presence) {
+	j := presJob{op: opInbound, w: w, pr: *pr}
+	if len(j.pr.Status) > presenceMaxStatus {
+		// a copy, so that the long original is not kept alive
+		j.pr.Status = strings.Clone(truncateUTF8(j.pr.Status, presenceMaxStatus))
+	}
 	select {
-	case p.jobs <- presJob{op: opInbound, w: w, pr: *pr}:
+	case p.jobs <- j:
 	default:
 		p.dropped.Inc()
 		if p.warn.ok() {
@@ -252,7 +311,9 @@ func (p *presence) sent(info *stanza.Info) {
 	case p.jobs <- presJob{op: opSent, w: w, pr: stanza.Presence{Type: info.PresenceType, From: info.From, To: info.To}}:
 	default:
 		p.dropped.Inc()
-		p.log.Warn("presence worker behind: subscription item not recorded", "type", info.PresenceType)
+		if p.warn.ok() {
+			p.log.Warn("presence worker behind: subscription item not recorded", "type", info.PresenceType)
+		}
 	}
 }
 
@@ -512,7 +573,7 @@ func (p *presence) handle(j *presJob) {
 		// what we knew of its presence no longer holds.
 		p.drop(a.local, a.contact, pr.To)
 	}
-	if err != nil {
+	if err != nil && p.storeWarn.ok() {
 		p.log.Error("presence store", "type", pr.Type, "err", err)
 	}
 }
@@ -549,11 +610,19 @@ func (p *presence) onSubscribe(w presenceWriter, pr *stanza.Presence, a *addrs) 
 		return err
 	}
 	if mode == "forward" && !already {
+		// a worker's approval could not be recorded past a cap
+		if err := p.st.canAdd(a.contact); err != nil {
+			p.refuse(w, pr, a, err)
+			return nil
+		}
 		p.emit(&stanza.Event{Kind: "subscription", ID: pr.ID, Type: "subscribe", From: pr.From, To: pr.To})
 		return nil
 	}
 	if !already {
-		if _, err := p.st.addSubscriber(a.local, a.contact); err != nil {
+		if _, err := p.st.addSubscriber(a.local, a.contact); errors.Is(err, ErrStoreFull) {
+			p.refuse(w, pr, a, err)
+			return nil
+		} else if err != nil {
 			return err // not approved: the contact's server asks again later
 		}
 		p.countSubscribers()
@@ -570,15 +639,61 @@ func (p *presence) onSubscribe(w presenceWriter, pr *stanza.Presence, a *addrs) 
 			return err
 		}
 		if st == subNone {
-			if err := p.st.setSubscription(a.local, a.contact, subPending); err != nil {
+			// Past a cap of our own subscriptions we do not ask back: the
+			// contact is approved all the same.
+			if err := p.st.setSubscription(a.local, a.contact, subPending); errors.Is(err, ErrStoreFull) {
+				p.limit(storeLimit(err))
+			} else if err != nil {
 				p.write(w, b)
 				return err
+			} else {
+				b = stanza.AppendPresence(b, a.local, a.contact, "", "subscribe", "", "")
 			}
-			b = stanza.AppendPresence(b, a.local, a.contact, "", "subscribe", "", "")
 		}
 	}
 	p.write(w, b)
 	return nil
+}
+
+// refuse answers a subscribe that a cap of the store refused with
+// unsubscribed (RFC 6121 §3.2.1); nothing is stored.
+func (p *presence) refuse(w presenceWriter, pr *stanza.Presence, a *addrs, err error) {
+	p.limit(storeLimit(err))
+	p.log.Debug("subscription refused", "local", a.local, "contact", a.contact, "err", err)
+	b := stanza.AppendPresence(p.buf[:0], a.local, a.contact, pr.ID, "unsubscribed", "", "")
+	p.write(w, b)
+	p.buf = b[:0]
+}
+
+// limit counts a refusal by the cap named l and logs it at most once a
+// second.
+func (p *presence) limit(l string) {
+	p.limited.WithLabelValues(l).Inc()
+	if p.limitWarn.ok() {
+		p.log.Warn("presence cap reached: not tracked or refused (xmppgw_presence_limited_total counts each)", "limit", l)
+	}
+}
+
+// storeLimit is the limit label of a store's ErrStoreFull.
+func storeLimit(err error) string {
+	switch storeFullLimit(err) {
+	case "contact":
+		return "subscriptions_per_contact"
+	case "domain":
+		return "subscriptions_per_domain"
+	}
+	return "subscriptions_total"
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func (p *presence) onUnsubscribe(w presenceWriter, pr *stanza.Presence, a *addrs) error {
@@ -587,13 +702,15 @@ func (p *presence) onUnsubscribe(w presenceWriter, pr *stanza.Presence, a *addrs
 		return err
 	}
 	if removed {
+		// Confirmed only to a subscriber: a server ignores the unsubscribe
+		// of a stranger (RFC 6121 §3.3), and so write nothing for it.
 		p.countSubscribers()
 		p.log.Debug("subscriber removed", "local", a.local, "contact", a.contact)
+		b := stanza.AppendPresence(p.buf[:0], a.local, a.contact, pr.ID, "unsubscribed", "", "")
+		b = stanza.AppendPresence(b, a.local, a.contact, "", "unavailable", "", "")
+		p.write(w, b)
+		p.buf = b[:0]
 	}
-	b := stanza.AppendPresence(p.buf[:0], a.local, a.contact, pr.ID, "unsubscribed", "", "")
-	b = stanza.AppendPresence(b, a.local, a.contact, "", "unavailable", "", "")
-	p.write(w, b)
-	p.buf = b[:0]
 	if p.g.cfg.Load().Presence.Subscriptions == "forward" {
 		p.emit(&stanza.Event{Kind: "subscription", ID: pr.ID, Type: "unsubscribe", From: pr.From, To: pr.To})
 	}
@@ -632,7 +749,10 @@ func (p *presence) handleSent(j *presJob) {
 	switch pr.Type {
 	case "subscribed":
 		var added bool
-		if added, err = p.st.addSubscriber(a.local, a.contact); added {
+		if added, err = p.st.addSubscriber(a.local, a.contact); errors.Is(err, ErrStoreFull) {
+			p.limit(storeLimit(err))
+			err = nil
+		} else if added {
 			p.countSubscribers()
 			if !p.gone {
 				b = stanza.AppendPresence(b, a.local, a.contact, "", "available", "", p.status())
@@ -647,7 +767,10 @@ func (p *presence) handleSent(j *presJob) {
 	case "subscribe":
 		var st subState
 		if st, err = p.st.subscription(a.local, a.contact); err == nil && st == subNone {
-			err = p.st.setSubscription(a.local, a.contact, subPending)
+			if err = p.st.setSubscription(a.local, a.contact, subPending); errors.Is(err, ErrStoreFull) {
+				p.limit(storeLimit(err))
+				err = nil
+			}
 		}
 	case "unsubscribe":
 		if _, err = p.st.removeSubscription(a.local, a.contact); err == nil {
@@ -656,7 +779,7 @@ func (p *presence) handleSent(j *presJob) {
 	}
 	p.write(j.w, b)
 	p.buf = b[:0]
-	if err != nil {
+	if err != nil && p.storeWarn.ok() {
 		p.log.Error("presence store", "item", pr.Type, "err", err)
 	}
 }
@@ -668,7 +791,8 @@ func (p *presence) countSubscribers() {
 }
 
 // track applies an available or unavailable presence of a contact we are
-// subscribed to, and publishes what changed.
+// subscribed to, and publishes what changed. A new contact or resource past
+// a cap (p.lim) is not tracked; known ones keep updating.
 func (p *presence) track(pr *stanza.Presence, a *addrs) {
 	res := a.from.Resourcepart()
 	var evs []stanza.Event
@@ -683,24 +807,38 @@ func (p *presence) track(pr *stanza.Presence, a *addrs) {
 				for r := range view {
 					evs = append(evs, unavailableEvent(a.contact, r, pr.To, pr.Status))
 				}
+				p.forget(c, len(view))
 				delete(c.views, a.local)
 			} else if _, ok := view[res]; ok {
 				delete(view, res)
+				p.forget(c, 1)
 				evs = append(evs, unavailableEvent(a.contact, res, pr.To, pr.Status))
 			}
 		}
 	} else {
-		if c == nil {
-			c = &contactState{views: make(map[string]map[string]resState)}
-			p.contacts[a.contact] = c
+		var old resState
+		had := false
+		if c != nil {
+			old, had = c.views[a.local][res] // a nil view reads as empty
 		}
-		view := c.views[a.local]
-		if view == nil {
-			view = make(map[string]resState)
-			c.views[a.local] = view
+		if !had {
+			if l := p.room(c); l != "" {
+				p.mu.Unlock()
+				p.limit(l)
+				p.log.Debug("presence not tracked", "from", pr.From, "limit", l)
+				return
+			}
+			if c == nil {
+				c = &contactState{views: make(map[string]map[string]resState)}
+				p.contacts[a.contact] = c
+			}
+			if c.views[a.local] == nil {
+				c.views[a.local] = make(map[string]resState)
+			}
+			c.n++
+			p.nEntries++
 		}
-		old, had := view[res]
-		view[res] = resState{show: pr.Show, status: pr.Status, priority: pr.Priority, gen: p.gen}
+		c.views[a.local][res] = resState{show: pr.Show, status: pr.Status, priority: pr.Priority, gen: p.gen}
 		if !had || old.show != pr.Show || old.status != pr.Status {
 			evs = append(evs, stanza.Event{Kind: "presence", Type: "available", From: pr.From, To: pr.To,
 				Show: pr.Show, Status: pr.Status})
@@ -709,6 +847,26 @@ func (p *presence) track(pr *stanza.Presence, a *addrs) {
 	p.settle(a.contact, c, wasOnline)
 	p.mu.Unlock()
 	p.publish(evs)
+}
+
+// room names the cap that a new entry of contact c (nil: a new contact)
+// would pass, "" if there is room; p.mu is held.
+func (p *presence) room(c *contactState) string {
+	switch {
+	case c == nil && len(p.contacts) >= p.lim.contacts:
+		return "contacts"
+	case c != nil && c.n >= p.lim.resources:
+		return "resources"
+	case p.nEntries >= p.lim.entries:
+		return "entries"
+	}
+	return ""
+}
+
+// forget counts n entries of c as gone; p.mu is held.
+func (p *presence) forget(c *contactState, n int) {
+	c.n -= n
+	p.nEntries -= n
 }
 
 func unavailableEvent(contact, res, to, status string) stanza.Event {
@@ -730,6 +888,7 @@ func (p *presence) drop(local, contact, to string) {
 		for r := range c.views[local] {
 			evs = append(evs, unavailableEvent(contact, r, to, ""))
 		}
+		p.forget(c, len(c.views[local]))
 		delete(c.views, local)
 		p.settle(contact, c, wasOnline)
 	}
@@ -747,6 +906,7 @@ func (p *presence) sweep() {
 			for r, st := range view {
 				if st.gen < p.gen {
 					delete(view, r)
+					p.forget(c, 1)
 					evs = append(evs, unavailableEvent(contact, r, local, ""))
 				}
 			}
