@@ -37,11 +37,17 @@ func upDown(up bool) string {
 	return "down"
 }
 
-// serveHTTP serves until ctx is done, then shuts down (bounded).
+// serveHTTP serves until ctx is done, then shuts down (bounded). Timeouts
+// and a cap on connections bound what clients can hold (http_limit.go).
 func (g *Gateway) serveHTTP(ctx context.Context) error {
-	g.httpSrv = &http.Server{Handler: g.handler(), ReadHeaderTimeout: 10 * time.Second}
+	return g.serveHTTPWith(ctx, newConnLimiter(g.httpLn, defaultHTTPLimits.maxConns), defaultHTTPLimits)
+}
+
+func (g *Gateway) serveHTTPWith(ctx context.Context, ln *connLimiter, lim httpLimits) error {
+	g.httpSrv = newHTTPServer(g.handler(), lim)
+	g.httpSrv.ConnState = ln.track
 	errc := make(chan error, 1)
-	go func() { errc <- g.httpSrv.Serve(g.httpLn) }()
+	go func() { errc <- g.httpSrv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err
