@@ -75,9 +75,11 @@ import (
 //
 // In client mode the server keeps the roster and answers subscriptions and
 // probes itself: the gateway opens no store and handles no subscription,
-// but it still tracks the presence the server delivers (its roster
-// contacts', other than the account's own resources), publishes it as
-// events and answers the endpoint.
+// but it still tracks the presence the server delivers (other than the
+// account's own resources), publishes it as events and answers the
+// endpoint. Once the server has told the roster, only contacts the account
+// is subscribed to are tracked (presence_roster.go): a stranger's directed
+// presence grows nothing.
 //
 // Threads: the XMPP read loop only hands stanzas to one presence worker over
 // a bounded channel (the store fsyncs on every change), dropping and
@@ -103,6 +105,7 @@ type presence struct {
 	gen     uint64    // incremented at each connect, for the sweep
 	sweepAt time.Time // zero: no sweep due
 	buf     []byte
+	roster  map[string]struct{} // client mode: contacts we are subscribed to; nil until known
 
 	mu       sync.Mutex // guards contacts, nOnline and nEntries
 	contacts map[string]*contactState
@@ -168,7 +171,7 @@ type presenceLimits struct{ contacts, resources, entries int }
 var defaultPresenceLimits = presenceLimits{contacts: presenceMaxContacts, resources: presenceMaxResources, entries: presenceMaxEntries}
 
 // Values of the limit label of xmppgw_presence_limited_total.
-var presenceLimitLabels = []string{"contacts", "resources", "entries",
+var presenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
 	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total"}
 
 // presenceSettle is how long after a connect the answers to our probes may
@@ -195,12 +198,15 @@ type presOp int
 const (
 	opInbound presOp = iota // a presence stanza received
 	opSent                  // a subscription presence item a worker sent
+	opRoster                // client mode: the account's roster, or a push
 )
 
 type presJob struct {
-	op presOp
-	w  presenceWriter
-	pr stanza.Presence // opSent: Type, From, To of the item
+	op     presOp
+	w      presenceWriter
+	pr     stanza.Presence // opSent: Type, From, To of the item
+	roster []rosterEntry   // opRoster
+	full   bool            // opRoster: a whole roster, not a push
 }
 
 type ctlOp int
@@ -520,8 +526,12 @@ func (p *presence) parse(pr *stanza.Presence) (addrs, bool) {
 
 // handle runs one job on the worker.
 func (p *presence) handle(j *presJob) {
-	if j.op == opSent {
+	switch j.op {
+	case opSent:
 		p.handleSent(j)
+		return
+	case opRoster:
+		p.applyRoster(j)
 		return
 	}
 	pr := &j.pr
@@ -534,6 +544,10 @@ func (p *presence) handle(j *presJob) {
 		if a.contact != p.self {
 			switch pr.Type {
 			case "available", "unavailable":
+				if !p.rosterAllows(a.contact) {
+					p.log.Debug("presence from outside the roster ignored", "from", pr.From)
+					return
+				}
 				p.track(pr, &a)
 			case "error":
 				p.drop(a.local, a.contact, pr.To)

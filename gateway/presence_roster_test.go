@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"fmt"
+	"testing"
+
+	"xmppgw/stanza"
+)
+
+func clientPresence(t *testing.T) (*presence, *[]stanza.Event) {
+	t.Helper()
+	body := "xmpp:\n  mode: client\n  jid: bot@example.org/gw\n  password: pw\nhttp:\n  listen: \"\"\n"
+	g := testGateway(t, body, Deps{})
+	evs := &[]stanza.Event{}
+	g.pres.emit = func(ev *stanza.Event) { *evs = append(*evs, *ev) }
+	return g.pres, evs
+}
+
+func runJobs(p *presence) {
+	for len(p.jobs) > 0 {
+		j := <-p.jobs
+		p.handle(&j)
+	}
+}
+
+// Once the server told the roster, client mode tracks only contacts the
+// account is subscribed to: a stranger's directed presence grows nothing.
+func TestPresenceClientModeStrangers(t *testing.T) {
+	p, evs := clientPresence(t)
+	w := &presWriter{}
+	in := func(from string) {
+		p.handle(&presJob{w: w, pr: stanza.Presence{Type: "available", From: from, To: "bot@example.org/gw"}})
+	}
+	p.offerRoster(true, []rosterEntry{{tAlice, "both"}, {"bob@example.org", "from"}, {"carol@example.org", "to"}})
+	runJobs(p)
+	for i := range 500 {
+		in(fmt.Sprintf("mallory%d@evil.example/r", i))
+		in(fmt.Sprintf("bob@example.org/r%d", i)) // subscribed to us, not we to it
+	}
+	if len(p.contacts) != 0 || p.nEntries != 0 || len(*evs) != 0 {
+		t.Fatalf("strangers tracked: %d contacts, %d events", len(p.contacts), len(*evs))
+	}
+	in(tAliceR)
+	in("carol@example.org/x")
+	if len(p.contacts) != 2 || !p.lookup(tAlice).Online {
+		t.Fatalf("contacts not tracked: %d", len(p.contacts))
+	}
+	// a push ending our subscription drops what was tracked
+	*evs = nil
+	p.offerRoster(false, []rosterEntry{{tAlice, "from"}})
+	runJobs(p)
+	if p.lookup(tAlice).Online || len(*evs) != 1 || (*evs)[0].Type != "unavailable" || (*evs)[0].From != tAliceR {
+		t.Errorf("after the push: %+v", *evs)
+	}
+	in(tAliceR)
+	if p.lookup(tAlice).Online {
+		t.Error("tracked after the subscription ended")
+	}
+	// a push adding one, and a full roster replacing all
+	p.offerRoster(false, []rosterEntry{{"dave@example.org", "to"}})
+	runJobs(p)
+	in("dave@example.org/y")
+	if !p.lookup("dave@example.org").Online {
+		t.Error("pushed contact not tracked")
+	}
+	p.offerRoster(true, []rosterEntry{{"dave@example.org", "both"}})
+	runJobs(p)
+	if p.lookup("carol@example.org").Online || !p.lookup("dave@example.org").Online {
+		t.Error("full roster not applied")
+	}
+	// the roster held is bounded too
+	big := make([]rosterEntry, presenceMaxContacts+10)
+	for i := range big {
+		big[i] = rosterEntry{fmt.Sprintf("u%d@example.org", i), "to"}
+	}
+	p.offerRoster(true, big)
+	runJobs(p)
+	if len(p.roster) != presenceMaxContacts {
+		t.Errorf("roster of %d", len(p.roster))
+	}
+}
+
+// Before a roster is known, what client mode tracks is bounded by the caps.
+func TestPresenceClientModeBoundedWithoutRoster(t *testing.T) {
+	p, _ := clientPresence(t)
+	p.lim = presenceLimits{contacts: 10, resources: 2, entries: 15}
+	for i := range 300 {
+		p.handle(&presJob{w: &presWriter{}, pr: stanza.Presence{Type: "available",
+			From: fmt.Sprintf("m%d@evil.example/r%d", i%50, i), To: "bot@example.org/gw"}})
+	}
+	if len(p.contacts) > 10 || p.nEntries > 15 {
+		t.Errorf("%d contacts, %d entries", len(p.contacts), p.nEntries)
+	}
+}
