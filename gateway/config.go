@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 	"mellium.im/xmpp/jid"
+
+	"xmppgw/queue"
 )
 
 // Config is the whole configuration of the gateway, as read from the YAML
@@ -54,6 +57,9 @@ type AMQPConfig struct {
 	DeadLetterQueue string `mapstructure:"dead_letter_queue"`
 	QueueType       string `mapstructure:"queue_type"`
 	Prefetch        int    `mapstructure:"prefetch"`
+	// DeliveryLimit is how many times an item may be delivered without
+	// being acknowledged before it is dead-lettered (reason delivery_limit).
+	DeliveryLimit int `mapstructure:"delivery_limit"`
 }
 
 // OutboundConfig shapes the items the gateway sends.
@@ -61,6 +67,10 @@ type OutboundConfig struct {
 	DefaultType  string  `mapstructure:"default_type"`
 	MaxTextBytes int     `mapstructure:"max_text_bytes"`
 	Rate         float64 `mapstructure:"rate"`
+	// MaxStanzaBytes bounds an encoded stanza: an item that would encode
+	// longer is dead-lettered before it reaches the server, whose own limit
+	// would close the stream.
+	MaxStanzaBytes int `mapstructure:"max_stanza_bytes"`
 }
 
 // InboundConfig routes inbound events.
@@ -97,37 +107,53 @@ const (
 // defaults lists every key with its default value. Every key must be here:
 // viper only lets environment variables reach Unmarshal for known keys.
 var defaults = map[string]any{
-	"xmpp.mode":               ModeComponent,
-	"xmpp.server":             "127.0.0.1:5347",
-	"xmpp.domain":             "",
-	"xmpp.secret":             "",
-	"xmpp.jid":                "",
-	"xmpp.password":           "",
-	"xmpp.tls":                "required",
-	"xmpp.tls_ca":             "",
-	"xmpp.tls_server_name":    "",
-	"xmpp.default_from":       "notices",
-	"xmpp.keepalive":          "30s",
-	"amqp.url":                "amqp://guest:guest@127.0.0.1:5672/",
-	"amqp.out_queue":          "xmpp-out",
-	"amqp.in_queue":           "xmpp-in",
-	"amqp.dead_letter_queue":  "xmpp-out.dead",
-	"amqp.queue_type":         "classic",
-	"amqp.prefetch":           1000,
-	"outbound.default_type":   "chat",
-	"outbound.max_text_bytes": 65536,
-	"outbound.rate":           0.0,
-	"inbound.routes":          map[string]string{},
-	"presence.subscriptions":  "auto",
-	"presence.status":         "",
-	"presence.store":          "./data/xmppgw.db",
-	"http.listen":             "127.0.0.1:9465",
-	"log.level":               "info",
-	"log.format":              "text",
+	"xmpp.mode":                 ModeComponent,
+	"xmpp.server":               "127.0.0.1:5347",
+	"xmpp.domain":               "",
+	"xmpp.secret":               "",
+	"xmpp.jid":                  "",
+	"xmpp.password":             "",
+	"xmpp.tls":                  "required",
+	"xmpp.tls_ca":               "",
+	"xmpp.tls_server_name":      "",
+	"xmpp.default_from":         "notices",
+	"xmpp.keepalive":            "30s",
+	"amqp.url":                  "amqp://guest:guest@127.0.0.1:5672/",
+	"amqp.out_queue":            "xmpp-out",
+	"amqp.in_queue":             "xmpp-in",
+	"amqp.dead_letter_queue":    "xmpp-out.dead",
+	"amqp.queue_type":           "classic",
+	"amqp.prefetch":             1000,
+	"amqp.delivery_limit":       DefaultDeliveryLimit,
+	"outbound.default_type":     "chat",
+	"outbound.max_text_bytes":   65536,
+	"outbound.rate":             0.0,
+	"outbound.max_stanza_bytes": DefaultMaxStanzaBytes,
+	"inbound.routes":            map[string]string{},
+	"presence.subscriptions":    "auto",
+	"presence.status":           "",
+	"presence.store":            "./data/xmppgw.db",
+	"http.listen":               "127.0.0.1:9465",
+	"log.level":                 "info",
+	"log.format":                "text",
 }
 
-// secretKeys are redacted wherever a config is printed.
-var secretKeys = map[string]bool{"xmpp.secret": true, "xmpp.password": true}
+// Defaults and bounds of outbound.max_stanza_bytes and amqp.delivery_limit.
+const (
+	// DefaultMaxStanzaBytes (240 KiB) is below the servers' own limits:
+	// Prosody closes the stream on a stanza over 512 KiB on the component
+	// port and 256 KiB on c2s.
+	DefaultMaxStanzaBytes = 240 << 10
+	MinMaxStanzaBytes     = 4 << 10
+	MaxMaxStanzaBytes     = 16 << 20
+	// DefaultDeliveryLimit is RabbitMQ 4's default for quorum queues.
+	DefaultDeliveryLimit = 20
+	MaxDeliveryLimit     = 10000
+)
+
+// secretKeys hold secrets (amqp.url: its password): never printed, never
+// quoted in an error.
+var secretKeys = map[string]bool{"xmpp.secret": true, "xmpp.password": true, "amqp.url": true}
 
 // ErrConfig marks every configuration error (exit code 2): a file or value
 // that is invalid, and a configuration the servers reject at the start (a
@@ -156,7 +182,7 @@ func LoadConfig(path string) (*Config, error) {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, redactErr(err))
+			return nil, fmt.Errorf("%w: %s: %s", ErrConfig, path, redactReadErr(err, path))
 		}
 		if err := unknownKeys(v, path); err != nil {
 			return nil, err
@@ -172,11 +198,12 @@ func LoadConfig(path string) (*Config, error) {
 		)
 	}
 	if err := v.Unmarshal(&cfg, dec); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, where, redactErr(err))
+		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, where, redactDecodeErr(err, v))
 	}
 	cfg.File = path
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %s:\n%w", ErrConfig, where, err)
+		// Validate quotes no secret; Redact is the second guard.
+		return nil, fmt.Errorf("%w: %s:\n%s", ErrConfig, where, Redact(&cfg, err.Error()))
 	}
 	return &cfg, nil
 }
@@ -213,6 +240,11 @@ func unknownKeys(v *viper.Viper, path string) error {
 		if strings.HasPrefix(k, "inbound.routes.") {
 			continue
 		}
+		if sk := secretParent(k); sk != "" {
+			// The sub-key may be the secret itself, mis-indented.
+			errs = append(errs, fmt.Errorf("%s: must be a string, not a section", sk))
+			continue
+		}
 		errs = append(errs, fmt.Errorf("%s: unknown key", k))
 	}
 	if len(errs) > 0 {
@@ -221,14 +253,89 @@ func unknownKeys(v *viper.Viper, path string) error {
 	return nil
 }
 
-// redactErr keeps secrets out of parse errors: the YAML parser may quote a
-// line of the file.
-func redactErr(err error) string {
+// secretParent returns the secret key that key lies under, or "".
+func secretParent(key string) string {
+	for sk := range secretKeys {
+		if strings.HasPrefix(key, sk+".") {
+			return sk
+		}
+	}
+	return ""
+}
+
+// redactReadErr keeps secrets out of YAML parse errors, which may quote a
+// line of the file: an error that mentions a secret key, or quotes a value
+// written under one, is replaced by a generic one (with its line number).
+func redactReadErr(err error, path string) string {
 	s := err.Error()
-	if strings.Contains(s, "secret") || strings.Contains(s, "password") {
-		return "cannot parse the file (the offending line is not shown because it may hold a secret)"
+	generic := "cannot parse the file (the offending line is not shown because it may hold a secret)"
+	if line := yamlLine.FindString(s); line != "" {
+		generic = line + ": " + generic
+	}
+	lower := strings.ToLower(s)
+	if strings.Contains(lower, "secret") || strings.Contains(lower, "password") || strings.Contains(lower, "url") {
+		return generic
+	}
+	body, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return generic
+	}
+	for _, v := range fileSecretValues(body) {
+		if strings.Contains(s, v) {
+			return generic
+		}
 	}
 	return s
+}
+
+// yamlLine finds "line N" in a YAML error.
+var yamlLine = regexp.MustCompile(`line \d+`)
+
+// fileSecretValues returns, for a file that does not parse, every value
+// written after a secret key ("secret:", "password:", "url:") and its
+// pieces between quotes and white space: what a parse error could quote.
+func fileSecretValues(body []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		_, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		key := strings.ToLower(strings.Trim(strings.SplitN(line, ":", 2)[0], " \t-\"'"))
+		if key != "secret" && key != "password" && key != "url" {
+			continue
+		}
+		for _, f := range append([]string{strings.TrimSpace(val)}, strings.FieldsFunc(val, func(r rune) bool {
+			return strings.ContainsRune(" \t\r\"'{}[],", r)
+		})...) {
+			if len(f) >= minSecretLen {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// redactDecodeErr keeps secrets out of decoding errors, which quote the
+// value that did not fit: the error of a secret key says only which key,
+// and whatever else it says goes through Redact with the raw values.
+func redactDecodeErr(err error, v *viper.Viper) string {
+	s := err.Error()
+	var keys []string
+	for sk := range secretKeys {
+		if strings.Contains(s, sk) || strings.Contains(s, strings.TrimPrefix(sk, "xmpp.")) && sk != "amqp.url" {
+			keys = append(keys, sk)
+		}
+	}
+	if len(keys) > 0 {
+		sort.Strings(keys)
+		return strings.Join(keys, ", ") + ": must be a string (the value is not shown because it may hold a secret)"
+	}
+	raw := &Config{}
+	raw.XMPP.Secret = fmt.Sprint(v.Get("xmpp.secret"))
+	raw.XMPP.Password = fmt.Sprint(v.Get("xmpp.password"))
+	raw.AMQP.URL = fmt.Sprint(v.Get("amqp.url"))
+	return Redact(raw, s)
 }
 
 // Validate checks every key and reports all problems at once, each naming
@@ -284,8 +391,9 @@ func (c *Config) Validate() error {
 	}
 
 	a := &c.AMQP
-	if !strings.HasPrefix(a.URL, "amqp://") && !strings.HasPrefix(a.URL, "amqps://") {
-		bad("amqp.url", "must start with amqp:// or amqps://")
+	if err := queue.CheckURL(a.URL); err != nil {
+		// The error quotes no part of the URL.
+		bad("amqp.url", "%s", strings.TrimPrefix(err.Error(), "queue: "))
 	}
 	names := map[string]string{}
 	for _, q := range []struct{ key, name string }{
@@ -308,6 +416,9 @@ func (c *Config) Validate() error {
 	if a.Prefetch < 1 || a.Prefetch > 65535 {
 		bad("amqp.prefetch", "%d: want 1 to 65535", a.Prefetch)
 	}
+	if a.DeliveryLimit < 1 || a.DeliveryLimit > MaxDeliveryLimit {
+		bad("amqp.delivery_limit", "%d: want 1 to %d", a.DeliveryLimit, MaxDeliveryLimit)
+	}
 
 	o := &c.Outbound
 	switch o.DefaultType {
@@ -320,6 +431,9 @@ func (c *Config) Validate() error {
 	}
 	if o.Rate < 0 {
 		bad("outbound.rate", "%v: must be 0 (unlimited) or positive", o.Rate)
+	}
+	if o.MaxStanzaBytes < MinMaxStanzaBytes || o.MaxStanzaBytes > MaxMaxStanzaBytes {
+		bad("outbound.max_stanza_bytes", "%d: want %d to %d", o.MaxStanzaBytes, MinMaxStanzaBytes, MaxMaxStanzaBytes)
 	}
 
 	routes := make([]string, 0, len(c.Inbound.Routes))
@@ -364,33 +478,4 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q: want text or json", c.Log.Format)
 	}
 	return errors.Join(errs...)
-}
-
-// Redacted returns the effective configuration as nested maps with every
-// secret replaced by "<redacted>" (or "" when unset), for check-config.
-func (c *Config) Redacted() map[string]any {
-	out := map[string]any{}
-	rv := reflect.ValueOf(*c)
-	rt := rv.Type()
-	for i := 0; i < rt.NumField(); i++ {
-		sec := rt.Field(i).Tag.Get("mapstructure")
-		if sec == "-" || sec == "" {
-			continue
-		}
-		m := map[string]any{}
-		sv := rv.Field(i)
-		for j := 0; j < sv.NumField(); j++ {
-			key := sv.Type().Field(j).Tag.Get("mapstructure")
-			val := sv.Field(j).Interface()
-			if d, ok := val.(time.Duration); ok {
-				val = d.String()
-			}
-			if secretKeys[sec+"."+key] && val != "" {
-				val = "<redacted>"
-			}
-			m[key] = val
-		}
-		out[sec] = m
-	}
-	return out
 }

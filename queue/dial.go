@@ -100,9 +100,8 @@ var ErrURL = errors.New("queue: invalid AMQP URL")
 // name in an error. The error wraps ErrURL and contains no part of rawURL.
 func CheckURL(rawURL string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("%w: %s (the form is amqp://user:password@host:port/vhost or amqps://...; "+
-			"percent-encode reserved characters of the user name and password: %%40 for @, %%23 for #, "+
-			"%%2F for /, %%3F for ?, %%3A for :, %%25 for %%, %%20 for a space)", ErrURL, why)
+		return fmt.Errorf("%w: %s (form: amqp[s]://user:password@host:port/vhost; percent-encode "+
+			"reserved characters of the user name and password: @ %%40, # %%23, / %%2F, ? %%3F, : %%3A, %% %%25, space %%20)", ErrURL, why)
 	}
 	if strings.IndexFunc(rawURL, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return bad("it contains white space or a control character")
