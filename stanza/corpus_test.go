@@ -14,27 +14,55 @@ func TestWriteSeedCorpus(t *testing.T) {
 	if os.Getenv("STANZA_WRITE_CORPUS") != "1" {
 		t.Skip("set STANZA_WRITE_CORPUS=1 to regenerate testdata/fuzz")
 	}
-	write := func(fuzz string, i int, lines ...string) {
+	write := func(fuzz string, i int, vals ...any) {
 		dir := filepath.Join("testdata", "fuzz", fuzz)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		s := "go test fuzz v1\n"
-		for _, l := range lines {
-			s += l + "\n"
+		for _, v := range vals {
+			switch v := v.(type) {
+			case []byte:
+				s += "[]byte(" + strconv.Quote(string(v)) + ")\n"
+			case string:
+				s += "string(" + strconv.Quote(v) + ")\n"
+			default:
+				s += fmt.Sprintf("%T(%v)\n", v, v)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i, s := range fuzzSeeds {
-		write("FuzzAppend", i, "[]byte("+strconv.Quote(s)+")", "bool(false)")
-		write("FuzzAppend", 100+i, "[]byte("+strconv.Quote(s)+")", "bool(true)")
+	n := 0
+	for _, s := range fuzzSeeds {
+		for _, m := range metaSeeds {
+			for _, client := range []bool{false, true} {
+				write("FuzzAppend", n, []byte(s), client, m.id, m.typ, m.ts)
+				n++
+			}
+		}
+	}
+	for i, s := range rawSeeds {
+		write("FuzzRawStanza", 2*i, s, false)
+		write("FuzzRawStanza", 2*i+1, s, true)
 	}
 	for i, s := range decodeSeeds {
-		write("FuzzDecodeMessage", i, "string("+strconv.Quote(s)+")")
+		write("FuzzDecodeMessage", i, s)
+	}
+	for i, s := range presenceSeeds {
+		write("FuzzDecodePresence", i, s)
 	}
 	for i, s := range jidSeeds {
-		write("FuzzFastJID", i, "string("+strconv.Quote(s)+")")
+		write("FuzzFastJID", i, s)
+	}
+	for i, s := range detailSeeds {
+		write("FuzzDetail", i, s.vals()...)
+	}
+	for i, s := range eventSeeds {
+		write("FuzzEventJSON", i, s.vals()...)
+	}
+	for i, s := range builderSeeds {
+		write("FuzzBuilders", i, s.vals()...)
 	}
 }

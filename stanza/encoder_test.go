@@ -162,6 +162,9 @@ b	c</body></message>`, text: sp("a\r\nb\tc")},
 		if tc.want != "" && string(out) != tc.want {
 			t.Errorf("%d:\n got %s\nwant %s", i, out, tc.want)
 		}
+		if err := strictCheck(e, out); err != nil {
+			t.Errorf("%d: oracle: %v\n%s", i, err, out)
+		}
 		p := parseOne(t, out)
 		if p.Attrs["id"] != info.ID {
 			t.Errorf("%d: id attr %q, info %q", i, p.Attrs["id"], info.ID)
