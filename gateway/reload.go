@@ -26,9 +26,12 @@ var liveKeys = map[string]bool{
 	"outbound.rate":           true,
 	"outbound.default_type":   true,
 	"outbound.max_text_bytes": true,
-	"inbound.routes":          true,
-	"presence.status":         true,
-	"presence.subscriptions":  true,
+	// The stanza bound and the delivery limit are read per item.
+	"outbound.max_stanza_bytes": true,
+	"amqp.delivery_limit":       true,
+	"inbound.routes":            true,
+	"presence.status":           true,
+	"presence.subscriptions":    true,
 }
 
 // Reload applies a new, already validated configuration: live keys take
@@ -47,6 +50,7 @@ func (g *Gateway) Reload(next *Config) {
 	}
 	merged.Log.Level = next.Log.Level
 	merged.Outbound = next.Outbound
+	merged.AMQP.DeliveryLimit = next.AMQP.DeliveryLimit
 	merged.Inbound = next.Inbound
 	merged.Presence.Status = next.Presence.Status
 	merged.Presence.Subscriptions = next.Presence.Subscriptions
