@@ -106,6 +106,8 @@ type presence struct {
 	sweepAt time.Time // zero: no sweep due
 	buf     []byte
 	roster  map[string]struct{} // client mode: contacts we are subscribed to; nil until known
+	subRate subRate             // new subscribers per contact domain in this minute
+	now     func() time.Time
 
 	mu       sync.Mutex // guards contacts, nOnline and nEntries
 	contacts map[string]*contactState
@@ -165,6 +167,37 @@ const (
 	presenceMaxEntries = 20_000
 )
 
+// presenceSubscribeRate bounds the new subscribers (auto mode) or
+// forwarded subscribe requests (forward mode) of one contact domain per
+// minute. Each new subscriber costs fsynced store writes; without it one
+// JID subscribing and unsubscribing in a loop keeps the worker busy with
+// writes (no cap is ever reached) and legitimate presence is dropped.
+// Ten a second is far above what people of one server do by hand.
+const presenceSubscribeRate = 600
+
+// subRate counts new subscriptions per contact domain in a one-minute
+// window; the map holds only domains that were let through, so it is
+// bounded by the rate the store can write.
+type subRate struct {
+	start time.Time
+	n     map[string]int
+}
+
+// allowNew reports whether contact's domain may add one more subscription
+// in this minute, and counts it.
+func (p *presence) allowNew(contact string) bool {
+	now := p.now()
+	if p.subRate.n == nil || now.Sub(p.subRate.start) >= time.Minute || now.Before(p.subRate.start) {
+		p.subRate = subRate{start: now, n: make(map[string]int)}
+	}
+	d := contactDomain(contact)
+	if p.subRate.n[d] >= presenceSubscribeRate {
+		return false
+	}
+	p.subRate.n[d]++
+	return true
+}
+
 // presenceLimits are the caps in force (tests lower them).
 type presenceLimits struct{ contacts, resources, entries int }
 
@@ -172,7 +205,7 @@ var defaultPresenceLimits = presenceLimits{contacts: presenceMaxContacts, resour
 
 // Values of the limit label of xmppgw_presence_limited_total.
 var presenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
-	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total"}
+	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total", "subscribe_rate"}
 
 // presenceSettle is how long after a connect the answers to our probes may
 // take before unconfirmed resources count as gone.
@@ -231,6 +264,7 @@ func newPresence(g *Gateway, cfg *Config) (*presence, error) {
 		ctl:      make(chan ctlReq, 16),
 		contacts: make(map[string]*contactState),
 		lim:      defaultPresenceLimits,
+		now:      time.Now,
 	}
 	p.emit = g.in.offerEvent
 	f := promauto.With(g.reg)
@@ -626,15 +660,27 @@ func (p *presence) onSubscribe(w presenceWriter, pr *stanza.Presence, a *addrs) 
 	if mode == "forward" && !already {
 		// a worker's approval could not be recorded past a cap
 		if err := p.st.canAdd(a.contact); err != nil {
-			p.refuse(w, pr, a, err)
+			p.refuse(w, pr, a, storeLimit(err))
+			return nil
+		}
+		if !p.allowNew(a.contact) {
+			p.refuse(w, pr, a, "subscribe_rate")
 			return nil
 		}
 		p.emit(&stanza.Event{Kind: "subscription", ID: pr.ID, Type: "subscribe", From: pr.From, To: pr.To})
 		return nil
 	}
 	if !already {
+		if err := p.st.canAdd(a.contact); err != nil {
+			p.refuse(w, pr, a, storeLimit(err))
+			return nil
+		}
+		if !p.allowNew(a.contact) {
+			p.refuse(w, pr, a, "subscribe_rate")
+			return nil
+		}
 		if _, err := p.st.addSubscriber(a.local, a.contact); errors.Is(err, ErrStoreFull) {
-			p.refuse(w, pr, a, err)
+			p.refuse(w, pr, a, storeLimit(err))
 			return nil
 		} else if err != nil {
 			return err // not approved: the contact's server asks again later
@@ -669,11 +715,11 @@ func (p *presence) onSubscribe(w presenceWriter, pr *stanza.Presence, a *addrs) 
 	return nil
 }
 
-// refuse answers a subscribe that a cap of the store refused with
+// refuse answers a subscribe that the cap named limit refused with
 // unsubscribed (RFC 6121 §3.2.1); nothing is stored.
-func (p *presence) refuse(w presenceWriter, pr *stanza.Presence, a *addrs, err error) {
-	p.limit(storeLimit(err))
-	p.log.Debug("subscription refused", "local", a.local, "contact", a.contact, "err", err)
+func (p *presence) refuse(w presenceWriter, pr *stanza.Presence, a *addrs, limit string) {
+	p.limit(limit)
+	p.log.Debug("subscription refused", "local", a.local, "contact", a.contact, "limit", limit)
 	b := stanza.AppendPresence(p.buf[:0], a.local, a.contact, pr.ID, "unsubscribed", "", "")
 	p.write(w, b)
 	p.buf = b[:0]

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -215,5 +216,42 @@ func TestPresenceWarnSampled(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "eve@") {
 		t.Errorf("a JID above debug: %s", logs.String())
+	}
+}
+
+// Subscribing and unsubscribing in a loop costs store writes each time
+// without ever reaching a cap: new subscriptions are bounded per contact
+// domain per minute, refused past it with unsubscribed.
+func TestPresenceSubscribeCycleRate(t *testing.T) {
+	h := newPresHarness(t, "auto")
+	now := time.Unix(1_000_000, 0)
+	h.p.now = func() time.Time { return now }
+	h.in("subscribe", tAlice, tLocal) // another domain, unaffected
+	w0 := h.p.st.writes.Load()
+	for range 2 * presenceSubscribeRate {
+		h.in("subscribe", "eve@evil.example", tLocal)
+		h.in("unsubscribe", "eve@evil.example", tLocal)
+	}
+	// each accepted cycle: subscriber added and removed (+ one pending
+	// subscription the first time)
+	if d := h.p.st.writes.Load() - w0; d > 2*presenceSubscribeRate+1 {
+		t.Errorf("%d store writes", d)
+	}
+	if v := limited(h.p, "subscribe_rate"); v != presenceSubscribeRate {
+		t.Errorf("limited %v", v)
+	}
+	h.w.take()
+	h.inP(stanza.Presence{Type: "subscribe", From: "bob@evil.example", To: tLocal, ID: "r1"})
+	h.expectWritten("<presence from='notices@gw.example.org' to='bob@evil.example' type='unsubscribed' id='r1'/>")
+	// a known subscriber is answered as before
+	h.in("subscribe", tAlice, tLocal)
+	if got := h.w.take(); !strings.Contains(got, "type='subscribed'") {
+		t.Errorf("known subscriber: %s", got)
+	}
+	// the next minute has room again
+	now = now.Add(time.Minute)
+	h.in("subscribe", "bob@evil.example", tLocal)
+	if !h.subscriber(tLocal, "bob@evil.example") {
+		t.Error("refused in the next minute")
 	}
 }
