@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -259,7 +260,9 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 		return ev, nil
 	}
 	if haveJSON {
-		if !json.Valid(payload) {
+		// json.Valid does not check UTF-8; the event must be UTF-8 JSON
+		// whatever token reader fed us.
+		if !json.Valid(payload) || !utf8.Valid(payload) {
 			return ev, decodeErr("not-acceptable", "the JSON payload is not valid JSON")
 		}
 		ev.Payload = json.RawMessage(payload)

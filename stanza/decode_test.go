@@ -202,3 +202,17 @@ func TestBuilders(t *testing.T) {
 		t.Fatal("GenerateID")
 	}
 }
+
+// TestDecodeMessagePayloadUTF8: a payload of invalid UTF-8 (possible with a
+// token reader other than encoding/xml's) is refused: json.Valid alone
+// accepts it, and the event would not be UTF-8 JSON.
+func TestDecodeMessagePayloadUTF8(t *testing.T) {
+	json := xml.Name{Space: nsJSON, Local: "json"}
+	r := &tokens{toks: []xml.Token{xml.StartElement{Name: json}, xml.CharData("\"\xff\""), xml.EndElement{Name: json},
+		xml.EndElement{Name: xml.Name{Local: "message"}}}}
+	_, err := DecodeMessage(xml.StartElement{Name: xml.Name{Local: "message"}}, r, Limits{})
+	var de *DecodeError
+	if !errors.As(err, &de) || de.Condition != "not-acceptable" {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -37,7 +37,16 @@
 //     means localpart@domain, the domain itself is allowed) or other than the
 //     account's bare or full JID (client mode): ReasonForbiddenFrom;
 //   - text, subject or status over Options.MaxTextBytes, payload over
-//     Options.MaxPayloadBytes: ReasonTooLong.
+//     Options.MaxPayloadBytes: ReasonTooLong;
+//   - the encoded stanza (every byte Append writes for the item, after
+//     escaping, which grows "&" five-fold) over Options.MaxStanzaBytes
+//     (DefaultMaxStanzaBytes, 240 KiB, when 0): ReasonTooLarge.
+//
+// On every error dst is returned unchanged. ItemError.Detail goes to logs
+// and the dead-letter header: it names fields, offsets, element and
+// attribute names and quotes short excerpts of non-content fields (target,
+// from, type, kind, show, id, enqueued_at), never text, subject, thread,
+// status, payload, nor a raw stanza's character data.
 //
 // The stanza id is item.id, else the AMQP message-id, else the first 16 bytes
 // of SHA-256 (hex) over the body and the AMQP properties that survive
@@ -57,7 +66,23 @@
 // the stream's); anything else — another element, a second element, text,
 // processing instructions or a DOCTYPE around it, stream elements, an
 // undeclared prefix, a malformed document — is ReasonBadStanza. Comments
-// are dropped. from is checked like an item's (no bare localpart) and
+// are dropped.
+//
+// The stanza is read with encoding/xml, which accepts more than the
+// namespace-aware parsers of XMPP servers (expat), so these are refused
+// too (ReasonBadStanza): element and attribute names that are not ASCII
+// NCNames with at most one prefix ("x:", ":x", "a:b:c", non-ASCII names);
+// an attribute twice on an element, by name (declarations included) or by
+// namespace and local name (two prefixes bound to one namespace); a
+// declaration of the xml or xmlns prefix, of an empty prefix binding
+// (an empty xmlns:p value), or of the XML or XMLNS namespace (by a prefix or as the
+// default); a tab or line break in an attribute value, literal or as a
+// character reference (a parser reads a literal one as a space, and the
+// two cannot be told apart once decoded); more than 64 attributes on one
+// element or more than 64 levels of elements; entity references other
+// than the five predefined ones. FuzzRawStanza checks every accepted
+// stanza against a strict oracle (stanza/internal/xmlstrict) and that the
+// re-encoded children mean what the item's did. from is checked like an item's (no bare localpart) and
 // defaults to Options.DefaultFrom; to must be a valid JID; type must be one
 // the element allows. Children in other namespaces are re-encoded with their
 // xmlns declarations; prefixed attributes get generated prefixes.
