@@ -89,9 +89,10 @@ func appendStanzaError(dst []byte, name, from, to, id, errType, condition, text 
 	return append(dst, '>')
 }
 
-// plainName reports whether s is a non-empty name of [a-z-].
+// plainName reports whether s is a name of [a-z-] starting with a letter
+// (an XML name: "-" cannot start one).
 func plainName(s string) bool {
-	if s == "" {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
