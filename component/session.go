@@ -21,6 +21,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/mux"
+	"mellium.im/xmpp/stream"
 
 	"xmppgw/stanza"
 )
@@ -255,4 +256,15 @@ func (q *pendingQueue) oldest() (at int64, ok bool) {
 		return 0, false
 	}
 	return q.buf[q.head].at, true
+}
+
+// StreamErrorCondition returns the condition of the stream error that ended a
+// session (err from Session.Err), such as "not-well-formed" or
+// "policy-violation", or "" if the stream did not end with a stream error.
+func StreamErrorCondition(err error) string {
+	var se stream.Error
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return ""
 }

@@ -249,11 +249,12 @@ func (w *watch[T]) await(ctx context.Context) (T, error) {
 // encoderOptions are the stanza options for a session with address addr.
 func (g *Gateway) encoderOptions(cfg *Config, addr string) stanza.Options {
 	o := stanza.Options{
-		Mode:         stanza.ModeComponent,
-		Domain:       cfg.XMPP.Domain,
-		DefaultFrom:  cfg.XMPP.DefaultFrom,
-		DefaultType:  cfg.Outbound.DefaultType,
-		MaxTextBytes: cfg.Outbound.MaxTextBytes,
+		Mode:           stanza.ModeComponent,
+		Domain:         cfg.XMPP.Domain,
+		DefaultFrom:    cfg.XMPP.DefaultFrom,
+		DefaultType:    cfg.Outbound.DefaultType,
+		MaxTextBytes:   cfg.Outbound.MaxTextBytes,
+		MaxStanzaBytes: cfg.Outbound.MaxStanzaBytes,
 	}
 	if cfg.XMPP.Mode == ModeClient {
 		o.Mode = stanza.ModeClient

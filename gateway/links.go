@@ -80,7 +80,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 			g.metrics.Reconnects.WithLabelValues(linkXMPP).Inc()
 		}
 		connectedOnce = true
-		bo.reset()
+		up := time.Now()
 		log.Info("xmpp connected", "server", cfg.XMPP.Server, "addr", s.Addr().String())
 		g.metrics.Connected.WithLabelValues(linkXMPP).Set(1)
 		g.sess.set(s)
@@ -90,7 +90,8 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		case <-s.Done():
 			g.sess.set(nil)
 			g.metrics.Connected.WithLabelValues(linkXMPP).Set(0)
-			log.Warn("xmpp connection lost", "err", s.Err())
+			log.Warn("xmpp connection lost", "err", s.Err(), "up", time.Since(up).Round(time.Millisecond))
+			bo.stable(time.Since(up))
 		case <-ctx.Done():
 			g.sess.set(nil)
 			g.metrics.Connected.WithLabelValues(linkXMPP).Set(0)
@@ -141,7 +142,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 			g.metrics.Reconnects.WithLabelValues(linkAMQP).Inc()
 		}
 		connectedOnce = true
-		bo.reset()
+		up := time.Now()
 		log.Info("amqp connected", "url", queue.RedactURL(cfg.AMQP.URL))
 		g.metrics.Connected.WithLabelValues(linkAMQP).Set(1)
 		g.publisher.set(p)
@@ -164,6 +165,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 			}
 		}
 		tick.Stop()
+		bo.stable(time.Since(up))
 		g.publisher.set(nil)
 		g.metrics.Connected.WithLabelValues(linkAMQP).Set(0)
 		g.metrics.Blocked.Set(0)

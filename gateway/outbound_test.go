@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/time/rate"
+	xstream "mellium.im/xmpp/stream"
 
 	"xmppgw/stanza"
 )
@@ -26,6 +27,7 @@ type fakeStream struct {
 	notify    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	err       error // set before kill
 }
 
 func (f *fakeStream) kill() { f.closeOnce.Do(func() { close(f.done) }) }
@@ -74,7 +76,12 @@ func (f *fakeStream) sent() (writes []string, seq uint64) {
 
 func (f *fakeStream) Notify() <-chan struct{} { return f.notify }
 func (f *fakeStream) Done() <-chan struct{}   { return f.done }
-func (f *fakeStream) Err() error              { return errors.New("fake stream closed") }
+func (f *fakeStream) Err() error {
+	if f.err != nil {
+		return f.err
+	}
+	return errors.New("fake stream closed")
+}
 
 type ack struct {
 	tag      uint64
@@ -117,42 +124,78 @@ func (c *fakeConsumer) acked() []ack {
 	return append([]ack(nil), c.acks...)
 }
 
-type fakeConfirm struct{ ch chan error }
+// fakeConfirm is a confirm the test resolves.
+type fakeConfirm struct {
+	mu       sync.Mutex
+	resolved bool
+	err      error
+	notify   chan<- struct{}
+}
 
-func (c *fakeConfirm) Wait(ctx context.Context) error {
+func (c *fakeConfirm) resolve(err error) {
+	c.mu.Lock()
+	c.resolved, c.err = true, err
+	c.mu.Unlock()
 	select {
-	case err := <-c.ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	case c.notify <- struct{}{}:
+	default:
 	}
 }
 
-type deadLetter struct {
+func (c *fakeConfirm) Resolved() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resolved
+}
+
+func (c *fakeConfirm) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+type sentDeadLetter struct {
 	q, reason string
 	tag       uint64
 	c         *fakeConfirm
 }
 
+// fakeDL records dead letters; the test resolves their confirms. While
+// blocked it refuses publishes as a blocked broker would (after the
+// publish timeout).
 type fakeDL struct {
-	mu   sync.Mutex
-	dls  []deadLetter
-	done chan struct{}
+	mu      sync.Mutex
+	dls     []sentDeadLetter
+	blocked bool
+	done    chan struct{}
 }
 
-func (f *fakeDL) DeadLetter(_ context.Context, q string, d *amqp.Delivery, reason string) (confirmation, error) {
+func (f *fakeDL) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string, notify chan<- struct{}) (confirmation, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c := &fakeConfirm{ch: make(chan error, 1)}
-	f.dls = append(f.dls, deadLetter{q, reason, d.DeliveryTag, c})
+	if f.blocked {
+		return nil, errors.New("fake: blocked")
+	}
+	c := &fakeConfirm{notify: notify}
+	f.dls = append(f.dls, sentDeadLetter{q, reason, d.DeliveryTag, c})
 	return c, nil
+}
+func (f *fakeDL) Blocked() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.blocked
+}
+func (f *fakeDL) setBlocked(b bool) {
+	f.mu.Lock()
+	f.blocked = b
+	f.mu.Unlock()
 }
 func (f *fakeDL) Done() <-chan struct{} { return f.done }
 func (f *fakeDL) Err() error            { return nil }
-func (f *fakeDL) list() []deadLetter {
+func (f *fakeDL) list() []sentDeadLetter {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]deadLetter(nil), f.dls...)
+	return append([]sentDeadLetter(nil), f.dls...)
 }
 
 // pumpHarness runs outbound.pump against fakes.
@@ -285,7 +328,7 @@ func TestPumpDeadLettersAfterConfirm(t *testing.T) {
 			t.Fatalf("acked %+v before the dead letter was confirmed", a)
 		}
 	}
-	dl.c.ch <- nil
+	dl.c.resolve(nil)
 	eventually(t, "ack after the dead letter's confirm", func() bool {
 		answerAll()
 		a := h.c.acked()
@@ -466,4 +509,228 @@ func TestStopBeforeAndDuringRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after Stop")
 	}
+}
+
+// answerBarriers confirms every barrier written so far, until stop is
+// closed.
+func (h *pumpHarness) answerBarriers(stop <-chan struct{}) {
+	go func() {
+		for {
+			_, seq := h.s.sent()
+			h.s.confirm(seq)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+}
+
+func (h *pumpHarness) messages() int {
+	w, _ := h.s.sent()
+	return strings.Count(strings.Join(w, ""), "<message")
+}
+
+func (h *pumpHarness) lastAck() uint64 {
+	a := h.c.acked()
+	if len(a) == 0 {
+		return 0
+	}
+	return a[len(a)-1].tag
+}
+
+// A dead letter the broker refuses is published again after a backoff; the
+// items around it are not written again, and are acked once it is
+// confirmed.
+func TestPumpDeadLetterRefusedIsRetriedWithoutResending(t *testing.T) {
+	h := startPump(t, 1000)
+	stop := make(chan struct{})
+	defer close(stop)
+	h.answerBarriers(stop)
+	h.deliver(item(1))
+	h.deliver(`not json`)
+	h.deliver(item(3))
+	eventually(t, "dead letter published", func() bool { return len(h.dl.list()) == 1 })
+	eventually(t, "item 1 acked", func() bool { return h.lastAck() == 1 })
+	start := time.Now()
+	h.dl.list()[0].c.resolve(errors.New("nacked"))
+	eventually(t, "dead letter published again", func() bool { return len(h.dl.list()) == 2 })
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("retried after %v: want a backoff", d)
+	}
+	if h.lastAck() != 1 {
+		t.Fatalf("acked past a refused dead letter: %v", h.c.acked())
+	}
+	h.dl.list()[1].c.resolve(nil)
+	eventually(t, "all acked", func() bool { return h.lastAck() == 3 })
+	if n := h.messages(); n != 2 {
+		t.Fatalf("%d messages written, want 2 (nothing re-sent)", n)
+	}
+	select {
+	case err := <-h.errc:
+		t.Fatalf("pump ended: %v", err)
+	default:
+	}
+}
+
+// While the broker blocks publishers a dead letter waits (it does not hold
+// the pipe), good items still go out, and a stop is not held up past the
+// drain bound.
+func TestPumpDeadLetterWhileBrokerBlocked(t *testing.T) {
+	h := startPump(t, 1000)
+	h.g.out.drain = 300 * time.Millisecond
+	stop := make(chan struct{})
+	defer close(stop)
+	h.answerBarriers(stop)
+	h.dl.setBlocked(true)
+	h.deliver(item(1))
+	h.deliver(`not json`)
+	h.deliver(item(3))
+	eventually(t, "items written", func() bool { return h.messages() == 2 })
+	eventually(t, "item 1 acked", func() bool { return h.lastAck() == 1 })
+	if n := len(h.dl.list()); n != 0 {
+		t.Fatalf("%d dead letters published while blocked", n)
+	}
+	h.dl.setBlocked(false)
+	eventually(t, "dead letter published after the block", func() bool { return len(h.dl.list()) == 1 })
+	h.dl.setBlocked(true)
+	h.dl.list()[0].c.resolve(errors.New("nacked"))
+	// Stop while the dead letter cannot be published: bounded.
+	start := time.Now()
+	h.cancel()
+	select {
+	case err := <-h.errc:
+		h.errc <- err
+		if err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stop held up by a blocked broker")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("stop took %v", d)
+	}
+	if h.lastAck() != 1 {
+		t.Fatalf("acked past an unconfirmed dead letter: %v", h.c.acked())
+	}
+}
+
+// Redelivered items go out one at a time, each behind its own barrier, so
+// that a stream dying on one of them blames it alone.
+func TestPumpRedeliveredItemsGoAlone(t *testing.T) {
+	h := startPump(t, 1000)
+	for i := 1; i <= 3; i++ {
+		h.tag++
+		h.c.d <- amqp.Delivery{DeliveryTag: h.tag, Body: []byte(item(i)), MessageId: fmt.Sprint("m", i), Redelivered: true}
+	}
+	h.deliver(item(4))
+	for i := 1; i <= 3; i++ {
+		eventually(t, "one item and its barrier", func() bool { _, seq := h.s.sent(); return seq == uint64(i) })
+		if n := h.messages(); n != i {
+			t.Fatalf("%d messages out with barrier %d unanswered, want %d", n, i, i)
+		}
+		h.s.confirm(uint64(i))
+		eventually(t, "ack", func() bool { return h.lastAck() == uint64(i) })
+	}
+	eventually(t, "the fresh item", func() bool { return h.messages() == 4 })
+}
+
+// An item delivered amqp.delivery_limit times is dead-lettered instead of
+// being written; a quorum queue counts deliveries in x-delivery-count.
+func TestPumpDeliveryLimit(t *testing.T) {
+	h := startPump(t, 1000)
+	stop := make(chan struct{})
+	defer close(stop)
+	h.answerBarriers(stop)
+	// Quorum queue: the broker counts.
+	h.tag++
+	h.c.d <- amqp.Delivery{DeliveryTag: h.tag, Body: []byte(item(1)), Redelivered: true,
+		Headers: amqp.Table{"x-delivery-count": int64(19)}}
+	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "delivery_limit: delivered 20 times") {
+		t.Fatalf("reason %q", r)
+	}
+	if h.messages() != 0 {
+		t.Fatal("an item over the delivery limit was written")
+	}
+	h.dl.list()[0].c.resolve(nil)
+	eventually(t, "acked", func() bool { return h.lastAck() == 1 })
+	if v := testutil.ToFloat64(h.g.metrics.DeadLetters.WithLabelValues("delivery_limit")); v != 1 {
+		t.Fatalf("dead letters delivery_limit = %v", v)
+	}
+
+}
+
+// On a classic queue the gateway counts the deliveries of an item itself,
+// across sessions: here the stream dies each time before its barrier is
+// answered.
+func TestPumpDeliveryLimitCounted(t *testing.T) {
+	h := startPump(t, 1000)
+	body := []byte(item(2))
+	for n := 2; n <= 20; n++ {
+		h.tag++
+		h.c.d <- amqp.Delivery{DeliveryTag: h.tag, Body: body, MessageId: "same", Redelivered: true}
+		if n == 20 {
+			break
+		}
+		eventually(t, "written", func() bool { return h.messages() == 1 })
+		h = h.streamDies(errors.New("connection reset"))
+	}
+	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "delivery_limit: delivered 20 times") {
+		t.Fatalf("reason %q", r)
+	}
+}
+
+// An item the server blames (a stream error about our input while it alone
+// was in flight) twice is set aside long before the delivery limit; an
+// error that does not blame the input (a shutdown) does not count.
+func TestPumpBlamedItemIsSetAside(t *testing.T) {
+	h := startPump(t, 1000)
+	body := []byte(item(1))
+	redeliver := func() {
+		h.tag++
+		h.c.d <- amqp.Delivery{DeliveryTag: h.tag, Body: body, MessageId: "poison", Redelivered: true}
+	}
+	for _, cond := range []string{"system-shutdown", "not-well-formed", "policy-violation"} {
+		redeliver()
+		eventually(t, "written", func() bool { return h.messages() == 1 })
+		h = h.streamDies(xstream.Error{Err: cond})
+	}
+	redeliver()
+	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "delivery_limit: the XMPP server ended the stream 2 times") {
+		t.Fatalf("reason %q", r)
+	}
+	if h.messages() != 0 {
+		t.Fatal("a blamed item was written again")
+	}
+}
+
+// streamDies ends the pump's stream with err (as component.Session.Err
+// would report it), lets the outbound forget the session as its run loop
+// does, and starts a new pump with new fakes on the same gateway.
+func (h *pumpHarness) streamDies(err error) *pumpHarness {
+	h.t.Helper()
+	h.s.err = err
+	h.s.kill()
+	if perr := <-h.errc; perr == nil {
+		h.t.Fatal("pump returned nil after the stream died")
+	}
+	o := h.g.out
+	o.blame(h.s.Err())
+	o.reset()
+	n := &pumpHarness{t: h.t, g: h.g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1), tag: h.tag}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	cfg := h.g.Config()
+	go func() { n.errc <- o.pump(ctx, cfg, cfg.XMPP.Domain, n.s, n.dl, n.c) }()
+	h.t.Cleanup(func() {
+		cancel()
+		n.s.kill()
+		<-n.errc
+	})
+	h.errc <- nil // for h's own cleanup
+	return n
 }

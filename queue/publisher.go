@@ -388,8 +388,9 @@ func (p *Publisher) waitUnblocked(ctx context.Context) error {
 
 // DeadLetter republishes delivery d to queue q, mandatory, with its body and
 // every property unchanged plus the header ErrorHeader = reason. The
-// delivery's own header table is not modified.
-func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string) (*Confirm, error) {
+// delivery's own header table is not modified. notify is as for
+// PublishNotify.
+func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string, notify chan<- struct{}) (*Confirm, error) {
 	headers := make(amqp.Table, len(d.Headers)+1)
 	maps.Copy(headers, d.Headers)
 	headers[ErrorHeader] = reason
@@ -409,7 +410,7 @@ func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, 
 		AppId:           d.AppId,
 		Body:            d.Body,
 	}
-	return p.Publish(ctx, q, msg, true)
+	return p.PublishNotify(ctx, q, msg, true, notify)
 }
 
 // QueueDepth returns the number of ready messages and of consumers of queue

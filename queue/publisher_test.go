@@ -207,7 +207,7 @@ func TestDeadLetter(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("get %s: %v %v", src, ok, err)
 	}
-	c, err = p.DeadLetter(ctx, dlq, &d, "invalid-json")
+	c, err = p.DeadLetter(ctx, dlq, &d, "invalid-json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestDeadLetter(t *testing.T) {
 		}
 	}
 	// A dead letter queue that does not exist: returned, not lost.
-	c, err = p.DeadLetter(ctx, uniqueName(t, "test-queue-missing-"), &d, "x")
+	c, err = p.DeadLetter(ctx, uniqueName(t, "test-queue-missing-"), &d, "x", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"hash/maphash"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// An item that the XMPP server keeps refusing by ending the stream would
+// otherwise come back forever: the broker redelivers what was not acked, in
+// the same order. Two defences, both within amqp.delivery_limit:
+//
+//   - a redelivered item is written alone between two barriers, so that a
+//     stream that dies while it is in flight points at it and at nothing
+//     else; when the server ends the stream with a stream error that blames
+//     the input (not-well-formed, policy-violation, ...) while such an item
+//     alone was in flight, that counts against the item ("blame");
+//   - every delivery of a redelivered item is counted (or read from the
+//     broker's x-delivery-count on quorum queues).
+//
+// An item reaching amqp.delivery_limit deliveries, or blamed blameLimit
+// times, is dead-lettered with the reason delivery_limit instead of being
+// written again.
+
+// blameLimit is how many times the server must end the stream with an
+// input error while an item alone was in flight before that item is set
+// aside. Two, not one: a reply the read loop wrote at the same moment could
+// have been the real culprit once.
+const blameLimit = 2
+
+// tally is what is known about one redelivered item.
+type tally struct {
+	deliveries int // times delivered, this one included
+	blames     int
+}
+
+// redeliveries tracks redelivered items by identity until they are acked.
+// Only redelivered items are tracked, so it stays small; it is bounded all
+// the same (at the bound it starts over, which only delays a verdict).
+type redeliveries struct {
+	m    map[uint64]*tally
+	max  int
+	seed maphash.Seed
+}
+
+func newRedeliveries(max int) *redeliveries {
+	return &redeliveries{m: make(map[uint64]*tally), max: max, seed: maphash.MakeSeed()}
+}
+
+// key identifies an item across deliveries: its body and the properties a
+// publisher sets (delivery tags change with every delivery).
+func (r *redeliveries) key(d *amqp.Delivery) uint64 {
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	_, _ = h.WriteString(d.MessageId)
+	_ = h.WriteByte(0)
+	_, _ = h.WriteString(d.CorrelationId)
+	_ = h.WriteByte(0)
+	_, _ = h.WriteString(d.Timestamp.String())
+	_ = h.WriteByte(0)
+	_, _ = h.Write(d.Body)
+	return h.Sum64()
+}
+
+// redelivered reports whether d was delivered before, to this gateway or
+// another: the broker's flag, or a delivery count header.
+func redelivered(d *amqp.Delivery) bool {
+	return d.Redelivered || brokerDeliveryCount(d) > 0
+}
+
+// brokerDeliveryCount is the broker's count of earlier deliveries
+// (x-delivery-count, set by quorum queues), 0 if absent.
+func brokerDeliveryCount(d *amqp.Delivery) int {
+	switch v := d.Headers["x-delivery-count"].(type) {
+	case int64:
+		return int(max(0, min(v, 1<<30)))
+	case int32:
+		return int(max(0, v))
+	case int:
+		return max(0, v)
+	}
+	return 0
+}
+
+// delivered records one more delivery of the redelivered item d and
+// returns its tally.
+func (r *redeliveries) delivered(k uint64, d *amqp.Delivery) *tally {
+	t, ok := r.m[k]
+	if !ok {
+		if len(r.m) >= r.max {
+			clear(r.m)
+		}
+		// Redelivered: at least one delivery came before this one.
+		t = &tally{deliveries: 1}
+		r.m[k] = t
+	}
+	t.deliveries = max(t.deliveries+1, brokerDeliveryCount(d)+1)
+	return t
+}
+
+// blame records that the server ended the stream while k alone was in
+// flight.
+func (r *redeliveries) blame(k uint64) {
+	if t, ok := r.m[k]; ok {
+		t.blames++
+	}
+}
+
+// forget drops items that were acked.
+func (r *redeliveries) forget(keys []uint64) {
+	for _, k := range keys {
+		delete(r.m, k)
+	}
+}
+
+// blameable lists the stream errors by which a server says that what we
+// wrote was wrong (RFC 6120 §4.9.3), as opposed to its own state
+// (system-shutdown, conflict, connection-timeout, ...).
+func blameable(condition string) bool {
+	switch condition {
+	case "bad-format", "bad-namespace-prefix", "improper-addressing", "invalid-from",
+		"invalid-namespace", "invalid-xml", "not-well-formed", "policy-violation",
+		"restricted-xml", "unsupported-encoding", "unsupported-stanza-type", "xml-not-well-formed":
+		return true
+	}
+	return false
+}
