@@ -205,7 +205,7 @@ var defaultPresenceLimits = presenceLimits{contacts: presenceMaxContacts, resour
 
 // Values of the limit label of xmppgw_presence_limited_total.
 var presenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
-	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total", "subscribe_rate"}
+	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total", "subscriptions_jid_length", "subscribe_rate"}
 
 // presenceSettle is how long after a connect the answers to our probes may
 // take before unconfirmed resources count as gone.
@@ -741,6 +741,8 @@ func storeLimit(err error) string {
 		return "subscriptions_per_contact"
 	case "domain":
 		return "subscriptions_per_domain"
+	case "length":
+		return "subscriptions_jid_length"
 	}
 	return "subscriptions_total"
 }

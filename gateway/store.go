@@ -57,9 +57,14 @@ var (
 )
 
 // Caps of the store, each applied separately to the subscribers bucket and
-// to the subscriptions bucket. A pair is about 100 bytes in bbolt (key,
-// value, page overhead), so a full store is a file of some 20 MB.
+// to the subscriptions bucket. A usual pair is about 100 bytes in bbolt
+// (key, value, page overhead), so a full store is a file of some 20 MB; at
+// most (every key of storeMaxKeyBytes) about 120 MB.
 const (
+	// storeMaxKeyBytes bounds a new pair's two bare JIDs together (bytes).
+	// A JID may be 3 KiB; real ones are a few dozen bytes, and long
+	// made-up ones would multiply the file size the caps allow.
+	storeMaxKeyBytes = 512
 	// storeMaxPerContact bounds the local JIDs one contact (bare JID) may be
 	// subscribed to. A person follows a handful of a site's notifiers;
 	// in auto mode any localpart accepts a subscription, so without this
@@ -85,8 +90,8 @@ type storeFullError struct{ limit string }
 func (e *storeFullError) Error() string        { return ErrStoreFull.Error() + " (" + e.limit + " cap)" }
 func (e *storeFullError) Is(target error) bool { return target == ErrStoreFull }
 
-// storeFullLimit names the cap behind err: contact, domain or total ("" if
-// err is not ErrStoreFull).
+// storeFullLimit names the cap behind err: contact, domain, total or
+// length ("" if err is not ErrStoreFull).
 func storeFullLimit(err error) string {
 	var e *storeFullError
 	if errors.As(err, &e) {
@@ -379,6 +384,9 @@ func (s *store) put(bucket []byte, local, contact string, st subState) (added bo
 	}
 	t := s.tally(bucket)
 	if old == nil {
+		if len(k) > storeMaxKeyBytes {
+			return false, &storeFullError{"length"}
+		}
 		if err := t.check(contact, s.lim); err != nil {
 			return false, err
 		}
@@ -413,6 +421,9 @@ func (s *store) remove(bucket []byte, local, contact string) (removed bool, err 
 // canAdd reports (as ErrStoreFull, or nil) whether contact could become a
 // new subscriber now.
 func (s *store) canAdd(contact string) error {
+	if len(contact)+1 >= storeMaxKeyBytes {
+		return &storeFullError{"length"}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.subscribers.check(contact, s.lim)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -104,6 +105,14 @@ func TestStoreFloodBounded(t *testing.T) {
 	}
 	if _, err := st2.addSubscriber("q@gw.example.org", "new2@example.net"); storeFullLimit(err) != "total" {
 		t.Errorf("after reopen the total cap is gone: %v", err)
+	}
+	// long made-up JIDs are refused whatever the counts
+	long := strings.Repeat("l", 400)
+	if _, err := st2.addSubscriber(long+"@gw.example.org", long+"@example.net"); storeFullLimit(err) != "length" {
+		t.Errorf("a %d-byte pair: %v", 2*len(long), err)
+	}
+	if err := st2.canAdd(long + long + "@example.net"); storeFullLimit(err) != "length" {
+		t.Errorf("canAdd of a long contact: %v", err)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
