@@ -13,6 +13,7 @@ import (
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs, cfgPath := newFlags("check-config", stderr)
+	quiet := fs.Bool("q", false, "print nothing when the config is valid (for ExecStartPre)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -24,6 +25,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "xmppgw: %v\n", err)
 		return exitUsage
+	}
+	if *quiet {
+		return exitOK
 	}
 	out, err := yaml.Marshal(cfg.Redacted())
 	if err != nil {

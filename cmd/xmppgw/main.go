@@ -1,7 +1,7 @@
 // Command xmppgw bridges RabbitMQ queues and one XMPP connection.
 //
 //	xmppgw run -c FILE           run until SIGINT/SIGTERM; SIGHUP reloads
-//	xmppgw check-config -c FILE  validate and print the effective config
+//	xmppgw check-config [-q] -c FILE  validate and print the effective config (secrets redacted)
 //	xmppgw send -c FILE --target JID --text TEXT [--payload JSON] [--type T]
 //	xmppgw version
 //
@@ -34,7 +34,8 @@ const usage = `usage: xmppgw <command> [flags]
 
 commands:
   run -c FILE            run the gateway until SIGINT/SIGTERM; SIGHUP reloads the config
-  check-config -c FILE   validate the config and print it with secrets redacted
+  check-config [-q] -c FILE
+                         validate the config and print it with secrets redacted (-q: print only errors)
   send -c FILE --target JID --text TEXT [--payload JSON] [--type T]
                          publish one item to the outbound queue and wait for the broker's confirm
   version                print version and build info

@@ -43,6 +43,7 @@ func TestExitCodes(t *testing.T) {
 		9:  {[]string{"send", "-c", bad, "--target", "a@b"}, exitUsage, "--text or --payload"},
 		10: {[]string{"send", "-c", bad, "--target", "a@b", "--payload", "{nope"}, exitUsage, "not valid JSON"},
 		11: {[]string{"help"}, exitOK, "commands:"},
+		12: {[]string{"check-config", "-q", "-c", bad}, exitUsage, "xmpp.keepalive"},
 	} {
 		code, out, errs := runCmd(tc.args...)
 		if code != tc.code {
