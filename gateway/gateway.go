@@ -262,14 +262,3 @@ func (g *Gateway) encoderOptions(cfg *Config, addr string) stanza.Options {
 	}
 	return o
 }
-
-// changedOrNever returns a channel closed when the value is no longer v.
-func (w *watch[T]) changedOrNever(v T) <-chan struct{} {
-	cur, ch := w.next()
-	if cur != v {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return ch
-}

@@ -2,14 +2,13 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"xmppgw/component"
@@ -51,25 +50,70 @@ type inbound struct {
 	bytes atomic.Int64  // size of the events buffered or awaiting a confirm
 	space chan struct{} // signalled when room is freed in the buffer
 	wait  time.Duration // how long a full buffer holds the reader: backpressureWait
+
+	// gate closes the buffer when the drain begins: from then on messages
+	// are refused at once, so none is left behind in a buffer nobody
+	// reads. offer holds it shared, close exclusively.
+	gate   sync.RWMutex
+	closed bool
+
+	refusals refusalBacklog // refusals whose session was gone
+
+	// publisher returns the broker connection events go to (nil while
+	// down) and a channel closed when that changes.
+	publisher func() (eventPublisher, <-chan struct{})
+	grace     time.Duration // outageGrace
+	drain     time.Duration // drainTimeout
+}
+
+// eventPublisher is what inbound needs of a queue.Publisher.
+type eventPublisher interface {
+	PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (confirmation, error)
+	Blocked() bool
+}
+
+// publisherEvents adapts queue.Publisher to eventPublisher.
+type publisherEvents struct{ *queue.Publisher }
+
+func (p publisherEvents) PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (confirmation, error) {
+	c, err := p.Publisher.PublishNotify(ctx, key, msg, mandatory, notify)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return c, nil
+}
+
+// eventPublisher is the current publisher as an eventPublisher.
+func (g *Gateway) eventPublisher() (eventPublisher, <-chan struct{}) {
+	p, changed := g.publisher.next()
+	if p == nil {
+		return nil, changed
+	}
+	return publisherEvents{p}, changed
 }
 
 // backpressureWait bounds how long the XMPP reader waits for room in a full
 // buffer while the broker is up, before it refuses the message.
 const backpressureWait = time.Second
 
-// size is what an event counts against inboundBufferBytes.
+// eventSize is what an event counts against inboundBufferBytes: every
+// string it holds, plus the fixed overhead of the item and its JSON.
 func eventSize(ev *stanza.Event) int64 {
-	return int64(len(ev.Text) + len(ev.Payload) + len(ev.Subject) + len(ev.Thread) + 256)
+	return int64(len(ev.Kind)+len(ev.ID)+len(ev.From)+len(ev.To)+len(ev.Type)+
+		len(ev.Text)+len(ev.Subject)+len(ev.Thread)+len(ev.Payload)+
+		len(ev.Condition)+len(ev.Show)+len(ev.Status)) + 256
 }
 
 func newInbound(g *Gateway) *inbound {
 	return &inbound{
-		g:     g,
-		log:   g.log.With("component", "inbound"),
-		ch:    make(chan inItem, inboundBuffer),
-		space: make(chan struct{}, 1),
-		wait:  backpressureWait,
-		idPfx: "xg" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		g:         g,
+		log:       g.log.With("component", "inbound"),
+		ch:        make(chan inItem, inboundBuffer),
+		space:     make(chan struct{}, 1),
+		wait:      backpressureWait,
+		grace:     outageGrace,
+		publisher: g.eventPublisher,
+		idPfx:     "xg" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 	}
 }
 
@@ -101,6 +145,12 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 	if ev.ID == "" {
 		ev.ID = in.idPfx + strconv.FormatUint(in.ids.Add(1), 36)
 	}
+	in.gate.RLock()
+	defer in.gate.RUnlock()
+	if in.closed {
+		in.refuse(s, ev, "shutdown")
+		return
+	}
 	cfg := in.g.cfg.Load()
 	key, route := cfg.AMQP.InQueue, routeDefault
 	if cfg.XMPP.Mode == ModeComponent {
@@ -110,7 +160,7 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 			}
 		}
 	}
-	pub := in.g.publisher.get()
+	pub, _ := in.publisher()
 	if pub == nil {
 		in.refuse(s, ev, "broker_down")
 		return
@@ -132,7 +182,7 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 		// for a moment (TCP pushes back on the server) rather than refuse:
 		// a burst is then absorbed. Refuse when the broker is gone or
 		// blocking, or when the buffer does not drain in time.
-		if in.g.publisher.get() == nil || pub.Blocked() || in.wait <= 0 {
+		if now, _ := in.publisher(); now == nil || pub.Blocked() || in.wait <= 0 {
 			in.refuse(s, ev, "buffer_full")
 			return
 		}
@@ -167,9 +217,18 @@ func (in *inbound) offerEvent(ev *stanza.Event) {
 	in.offer(nil, ev)
 }
 
+// close refuses every later offer; what is buffered stays for the drain.
+func (in *inbound) close() {
+	in.gate.Lock()
+	in.closed = true
+	in.gate.Unlock()
+}
+
 // refuse tells the sender that its message was not queued (type wait: try
 // again later) and counts it. Only messages are answered: never an error,
-// and presence or subscription events have no sender waiting.
+// and presence or subscription events have no sender waiting. When the
+// message's session is gone the refusal goes out on the current one, or on
+// the next one if there is none (refusalBacklog).
 func (in *inbound) refuse(s *component.Session, ev *stanza.Event, reason string) {
 	in.g.metrics.InboundRefused.WithLabelValues(reason).Inc()
 	if in.warn.ok() {
@@ -178,184 +237,94 @@ func (in *inbound) refuse(s *component.Session, ev *stanza.Event, reason string)
 	if ev.Kind != "message" || s == nil {
 		return
 	}
+	r := refusal{id: ev.ID, from: ev.From, to: ev.To, reason: reason, sess: s}
+	if in.sendRefusal(s, &r) {
+		return
+	}
+	if cur := in.g.sess.get(); cur != nil && cur != s && in.sendRefusal(cur, &r) {
+		return
+	}
+	in.refusals.add(r, in.log)
+}
+
+// sendRefusal writes r on session s, reporting whether it went out.
+func (in *inbound) sendRefusal(s *component.Session, r *refusal) bool {
 	select {
 	case <-s.Done():
-		return
+		return false
 	default:
 	}
-	b := stanza.AppendMessageError(nil, ev, "wait", "resource-constraint",
-		"The gateway could not queue this message ("+reason+"); try again later.")
-	_ = s.Write(b)
+	orig := stanza.Event{ID: r.id, From: r.from, To: r.to}
+	if s != r.sess && in.g.cfg.Load().XMPP.Mode == ModeClient {
+		// Another stream of the account may have another resource: let
+		// the server stamp our address.
+		orig.To = ""
+	}
+	b := stanza.AppendMessageError(nil, &orig, "wait", "resource-constraint",
+		"The gateway could not queue this message ("+r.reason+"); try again later.")
+	return s.Write(b) == nil
 }
 
-// pendingEvent is an event published and waiting for its confirm.
-type pendingEvent struct {
-	c  *queue.Confirm
-	it inItem
-	at time.Time // when it was published (to the loop's clock)
+// online sends the refusals that waited for a session.
+func (in *inbound) online(s *component.Session) {
+	for _, r := range in.refusals.take() {
+		if !in.sendRefusal(s, &r) {
+			in.refusals.add(r, in.log)
+		}
+	}
 }
 
-// confirmTimeout bounds the wait for the broker's confirm of an event while
-// the connection stays up; past it the sender is told (type wait). If the
-// confirm still comes, the event is queued too: a duplicate at worst if the
-// sender sends again, never a silent loss.
-const confirmTimeout = 30 * time.Second
-
-// expired counts the events at the front of pending still unconfirmed after
-// the timeout (events behind an unexpired one wait their turn: confirms
-// come in order).
-func expired(pending []pendingEvent, now time.Time, timeout time.Duration) int {
-	n := 0
-	for n < len(pending) && !pending[n].c.Resolved() && now.Sub(pending[n].at) > timeout {
-		n++
-	}
-	return n
+// refusal is a stanza error owed to the sender of a message.
+type refusal struct {
+	id, from, to, reason string
+	sess                 *component.Session // the session the message came on
 }
 
-// inBatch bounds how many buffered events (or settled confirms) the run
-// loop handles per wake-up before it looks at everything else again.
-const inBatch = 64
+// refusalBacklog holds refusals while no session can carry them, bounded:
+// past the bound the oldest are dropped (logged and counted as lost; the
+// sender's client sees no answer, as when the gateway crashes).
+type refusalBacklog struct {
+	mu    sync.Mutex
+	rs    []refusal
+	bytes int
+	lost  int
+}
 
-// counterKey names a child of InboundEvents.
-type counterKey struct{ kind, route string }
+// Bounds of refusalBacklog.
+const (
+	refusalBacklogMax   = 4096
+	refusalBacklogBytes = 4 << 20
+)
 
-// run publishes buffered events, pipelined: it keeps publishing while
-// confirms are outstanding and settles them in order.
-func (in *inbound) run(ctx context.Context) error {
-	var buf []byte
-	var pending []pendingEvent
-	// The children of InboundEvents, looked up once per kind and route.
-	counters := make(map[counterKey]prometheus.Counter)
-	release := func(it *inItem) {
-		in.g.metrics.InboundBuffer.Dec()
-		in.bytes.Add(-eventSize(&it.ev))
-		in.freed()
-	}
-	settle := func(pe *pendingEvent) {
-		release(&pe.it)
-		err := pe.c.Err()
-		if err == nil {
-			k := counterKey{pe.it.ev.Kind, pe.it.route}
-			c, ok := counters[k]
-			if !ok {
-				c = in.g.metrics.InboundEvents.WithLabelValues(k.kind, k.route)
-				counters[k] = c
-			}
-			c.Inc()
-			return
-		}
-		in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
-		reason := "closed"
-		switch {
-		case errors.Is(err, queue.ErrReturned):
-			reason = "returned"
-			in.log.Error("event unroutable: does its queue exist?", "queue", pe.it.key, "route", pe.it.route)
-		case errors.Is(err, queue.ErrNacked):
-			reason = "nacked"
-		}
-		in.refuse(pe.it.sess, &pe.it.ev, reason)
-	}
-	// Every Confirm signals settled once it resolves.
-	settled := make(chan struct{}, 1)
-	// settleReady settles the front of pending while it is resolved, at
-	// most inBatch: the same as that many turns of the loop taking front.
-	settleReady := func() {
-		for n := 0; len(pending) > 0 && pending[0].c.Resolved(); n++ {
-			if n == inBatch {
-				// More are ready: come back after looking at the rest.
-				select {
-				case settled <- struct{}{}:
-				default:
-				}
-				return
-			}
-			settle(&pending[0])
-			pending[0] = pendingEvent{}
-			pending = pending[1:]
+func (b *refusalBacklog) add(r refusal, log *slog.Logger) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	size := len(r.id) + len(r.from) + len(r.to) + 64
+	for len(b.rs) > 0 && (len(b.rs) >= refusalBacklogMax || b.bytes+size > refusalBacklogBytes) {
+		b.bytes -= len(b.rs[0].id) + len(b.rs[0].from) + len(b.rs[0].to) + 64
+		b.rs[0] = refusal{}
+		b.rs = b.rs[1:]
+		b.lost++
+		if b.lost == 1 || b.lost%1000 == 0 {
+			log.Error("refusals lost: no XMPP session to carry them and the backlog is full", "lost", b.lost)
 		}
 	}
-	now := time.Now()
-	publish := func(it *inItem, pub *queue.Publisher) {
-		in.freed() // a slot of the channel
-		if pub == nil {
-			release(it)
-			in.refuse(it.sess, &it.ev, "broker_down")
-			return
-		}
-		buf = it.ev.AppendJSON(buf[:0])
-		c, err := pub.PublishNotify(ctx, it.key, amqp.Publishing{
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			Type:         it.ev.Kind,
-			MessageId:    it.ev.ID,
-			Timestamp:    it.ev.ReceivedAt,
-			Body:         buf,
-		}, true, settled)
-		if err != nil {
-			release(it)
-			in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
-			in.refuse(it.sess, &it.ev, "broker_down")
-			return
-		}
-		pending = append(pending, pendingEvent{c: c, it: *it, at: now})
-	}
-	stopping := ctx.Done()
-	var drainBy <-chan time.Time
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		if stopping == nil && len(in.ch) == 0 && len(pending) == 0 {
-			return nil
-		}
-		pub := in.g.publisher.get()
-		var items chan inItem
-		if pub != nil || stopping == nil {
-			items = in.ch
-		}
-		select {
-		case <-stopping:
-			// Drain what is buffered, bounded in time.
-			stopping = nil
-			t := time.NewTimer(drainTimeout)
-			defer t.Stop()
-			drainBy = t.C
-		case <-drainBy:
-			in.log.Warn("inbound drain timed out", "pending", len(pending)+len(in.ch))
-			return nil
-		case <-settled:
-			settleReady()
-		case now = <-tick.C:
-			for n := expired(pending, now, confirmTimeout); n > 0; n-- {
-				release(&pending[0].it)
-				in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
-				in.log.Error("no confirm from the broker in time; the sender is told", "timeout", confirmTimeout, "id", pending[0].it.ev.ID)
-				in.refuse(pending[0].it.sess, &pending[0].it.ev, "timeout")
-				pending[0] = pendingEvent{}
-				pending = pending[1:]
-			}
-		case it := <-items:
-			now = time.Now()
-			publish(&it, pub)
-			// Take what else is buffered, as further turns of the loop
-			// would, without going back to sleep in between.
-			for n := 1; n < inBatch; n++ {
-				pub = in.g.publisher.get()
-				if pub == nil && stopping != nil {
-					break
-				}
-				select {
-				case it = <-in.ch:
-				default:
-					n = inBatch
-					continue
-				}
-				publish(&it, pub)
-			}
-			settleReady()
-		case <-in.g.publisher.changedOrNever(pub):
-			// the publisher came up or went down: re-evaluate
-		}
-	}
+	b.rs = append(b.rs, r)
+	b.bytes += size
+}
+
+func (b *refusalBacklog) take() []refusal {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rs := b.rs
+	b.rs, b.bytes = nil, 0
+	return rs
+}
+
+func (b *refusalBacklog) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.rs)
 }
 
 // sampler allows one log line per second, so that a flood of refusals does

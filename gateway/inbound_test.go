@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"xmppgw/queue"
 	"xmppgw/stanza"
@@ -140,5 +145,154 @@ func TestInboundConfirmTimeout(t *testing.T) {
 		if got := expired(p, now, confirmTimeout); got != tc.want {
 			t.Errorf("%d: expired = %d, want %d", i, got, tc.want)
 		}
+	}
+}
+
+// fakeEvents is an eventPublisher whose confirms the test controls.
+type fakeEvents struct {
+	mu        sync.Mutex
+	published []amqp.Publishing
+	confirms  []*fakeConfirm
+	auto      bool // confirm at once
+}
+
+func (f *fakeEvents) PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (confirmation, error) {
+	if err := ctx.Err(); err != nil { // as queue.Publisher does
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	msg.Body = append([]byte(nil), msg.Body...)
+	f.published = append(f.published, msg)
+	c := &fakeConfirm{notify: notify}
+	f.confirms = append(f.confirms, c)
+	if f.auto {
+		defer c.resolve(nil)
+	}
+	return c, nil
+}
+
+func (f *fakeEvents) Blocked() bool { return false }
+
+func (f *fakeEvents) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.published)
+}
+
+// usePublisher makes g's inbound publish to p (nil: the broker is down).
+func usePublisher(g *Gateway, p func() eventPublisher) {
+	never := make(chan struct{})
+	g.in.publisher = func() (eventPublisher, <-chan struct{}) { return p(), never }
+}
+
+func refusedTotal(g *Gateway) float64 {
+	return testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("broker_down")) +
+		testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("shutdown")) +
+		testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("blocked"))
+}
+
+// A graceful stop publishes what is buffered: the drain's publishes must
+// not use the cancelled context of the stop.
+func TestInboundDrainPublishesBuffered(t *testing.T) {
+	g := newTestGateway(t, "")
+	pub := &fakeEvents{auto: true}
+	usePublisher(g, func() eventPublisher { return pub })
+	for i := range 100 {
+		g.in.offer(nil, &stanza.Event{Kind: "message", ID: fmt.Sprint(i), Text: "hi"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stopping before the loop even starts
+	if err := g.in.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := pub.count(); n != 100 {
+		t.Fatalf("published %d of 100 buffered events during the drain", n)
+	}
+	if v := testutil.ToFloat64(g.metrics.InboundEvents.WithLabelValues("message", routeDefault)); v != 100 {
+		t.Fatalf("events confirmed = %v", v)
+	}
+	if r := refusedTotal(g); r != 0 {
+		t.Fatalf("%v refused", r)
+	}
+	// After the drain began, nothing is buffered any more: refused at once.
+	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "late"})
+	if len(g.in.ch) != 0 || testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("shutdown")) != 1 {
+		t.Fatalf("a message after the drain was buffered (%d) or not refused", len(g.in.ch))
+	}
+}
+
+// A drain that runs out of time refuses what is left, so that every
+// sender hears back, and returns.
+func TestInboundDrainTimesOut(t *testing.T) {
+	g := newTestGateway(t, "")
+	g.in.drain = 100 * time.Millisecond
+	pub := &fakeEvents{} // never confirms
+	usePublisher(g, func() eventPublisher { return pub })
+	for range 5 {
+		g.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.in.run(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain did not end")
+	}
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("shutdown")); r != 5 {
+		t.Fatalf("refused{shutdown} = %v, want 5", r)
+	}
+	if g.in.bytes.Load() != 0 {
+		t.Fatalf("%d bytes still counted in the buffer", g.in.bytes.Load())
+	}
+}
+
+// Events buffered when the broker goes away are refused after a grace
+// period, not kept forever.
+func TestInboundBufferedRefusedAfterOutage(t *testing.T) {
+	g := newTestGateway(t, "")
+	g.in.grace = 10 * time.Millisecond
+	var mu sync.Mutex
+	var cur eventPublisher = &fakeEvents{}
+	usePublisher(g, func() eventPublisher { mu.Lock(); defer mu.Unlock(); return cur })
+	for range 10 {
+		g.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
+	}
+	mu.Lock()
+	cur = nil // down before the loop took them
+	mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.in.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "buffered events refused", func() bool {
+		return testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("broker_down")) == 10
+	})
+	if len(g.in.ch) != 0 {
+		t.Fatalf("%d events still buffered", len(g.in.ch))
+	}
+}
+
+// The backlog of refusals that wait for a session is bounded.
+func TestRefusalBacklogBounded(t *testing.T) {
+	var b refusalBacklog
+	log := slog.New(slog.DiscardHandler)
+	for i := range refusalBacklogMax + 100 {
+		b.add(refusal{id: fmt.Sprint(i), from: "a@example.org/r", to: "n@gw.example.org"}, log)
+	}
+	if b.len() != refusalBacklogMax || b.lost != 100 {
+		t.Fatalf("backlog %d, lost %d", b.len(), b.lost)
+	}
+	big := strings.Repeat("x", 64<<10)
+	for range 100 {
+		b.add(refusal{id: big}, log)
+	}
+	if b.bytes > refusalBacklogBytes {
+		t.Fatalf("backlog holds %d bytes, over %d", b.bytes, refusalBacklogBytes)
+	}
+	if rs := b.take(); len(rs) == 0 || b.len() != 0 {
+		t.Fatal("take did not empty the backlog")
 	}
 }

@@ -84,6 +84,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		log.Info("xmpp connected", "server", cfg.XMPP.Server, "addr", s.Addr().String())
 		g.metrics.Connected.WithLabelValues(linkXMPP).Set(1)
 		g.sess.set(s)
+		g.in.online(s)
 		g.pres.online(s)
 
 		select {
