@@ -6,6 +6,13 @@ GO        ?= go
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 15s
+# make test fuzzes every target for FUZZTIME_SHORT.
+FUZZTIME_SHORT ?= 5s
+# Packages with Fuzz targets (found by grep: no compile just to list them).
+FUZZ_PKGS  = $(shell grep -rl --include='*_test.go' '^func Fuzz' . | xargs -rn1 dirname | sort -u)
+# The integration tests write the tables they print (fault matrix, hostile
+# input) here as Markdown too.
+REPORTS   ?= $(CURDIR)/bin/reports
 # Unit packages (no servers) and the integration tests (real Prosody and
 # RabbitMQ). The integration tests run after the unit tests, one package at a
 # time: each Prosody takes a core while busy and CI has two.
@@ -13,7 +20,7 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/integration')
 INTEG_PKGS = ./integration/...
 GOFILES    = $(shell find . -name '*.go' -not -path './data/*' -not -path '*/testdata/*' -not -path './bin/*')
 
-.PHONY: all run test setup vet fmt fmt-check unit integration build bench bench-e2e fuzz clean dev-prosody dev-stop
+.PHONY: all run test setup vet fmt fmt-check unit integration faults build bench bench-e2e fuzz fuzz-short clean dev-prosody dev-stop
 
 all: build
 
@@ -21,8 +28,8 @@ all: build
 run: setup dev-prosody
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/xmppgw run -c configs/dev.yaml
 
-## test: everything CI checks: setup, vet, gofmt, unit and integration tests with -race
-test: setup vet fmt-check unit integration
+## test: everything CI checks: setup, vet, gofmt, unit tests, every fuzz target for FUZZTIME_SHORT, integration tests (with the fault matrix and the hostile-input table) with -race
+test: setup vet fmt-check unit fuzz-short integration
 
 setup:
 	@.ci/setup
@@ -41,7 +48,15 @@ unit:
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
 
 integration:
-	$(GO) test -race -count=1 -timeout 20m -p 1 $(INTEG_PKGS)
+	@rm -rf $(REPORTS); mkdir -p $(REPORTS)
+	XMPPGW_TEST_REPORTS=$(REPORTS) $(GO) test -race -count=1 -timeout 20m -p 1 $(INTEG_PKGS); \
+	rc=$$?; cat $(REPORTS)/*.md 2>/dev/null; exit $$rc
+
+## faults: the fault matrix alone (real Prosody, a private RabbitMQ node; about 4 min), prints its table
+faults: setup
+	@rm -rf $(REPORTS); mkdir -p $(REPORTS)
+	XMPPGW_TEST_REPORTS=$(REPORTS) $(GO) test -race -count=1 -timeout 15m -run '^TestFaultMatrix$$' ./integration/; \
+	rc=$$?; cat $(REPORTS)/*.md 2>/dev/null; exit $$rc
 
 ## build: one static binary (no cgo: Go's own DNS resolver)
 build:
@@ -55,14 +70,18 @@ bench:
 bench-e2e: setup
 	$(GO) run ./integration/bench -n 100000 -runs 3
 
-## fuzz: every Fuzz target for FUZZTIME (default 15s) each
+## fuzz: every Fuzz target for FUZZTIME (default 15s) each (go test -fuzz takes one package and one target at a time)
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f"; \
-			$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	@set -e; for dir in $(FUZZ_PKGS); do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //'); do \
+			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$dir; \
 		done; \
 	done
+
+## fuzz-short: every Fuzz target for FUZZTIME_SHORT (default 5s), as make test does
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
 dev-prosody:
 	@.ci/dev-prosody start

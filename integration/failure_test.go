@@ -3,12 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -138,125 +133,6 @@ func backlog(t *testing.T, tag string, n int) (*harness.Prosody, *collector, que
 	return p, col, q, texts
 }
 
-func TestOutboundSurvivesProsodyRestart(t *testing.T) {
-	p, col, q, texts := backlog(t, "restart", 20000)
-	gw := startGateway(t, gatewayConfig(t, p, q))
-
-	waitFor(t, 60*time.Second, "the flow to start", func() bool { d, _, _ := col.counts(); return d >= 2000 })
-	p.Stop(t)
-	d, _, _ := col.counts()
-	t.Logf("prosody stopped after %d items received", d)
-	waitFor(t, 20*time.Second, "the gateway to notice", func() bool { return !gw.Ready() })
-	time.Sleep(500 * time.Millisecond)
-	p.Start(t)
-
-	col.waitAll(t, texts, 120*time.Second)
-	waitFor(t, 30*time.Second, "outbound queue drained", func() bool { return harness.QueueLen(t, q.out) == 0 })
-	if r := metricValue(t, gw, `xmppgw_reconnects_total{link="xmpp"}`); r < 1 {
-		t.Errorf("xmpp reconnects = %v, want ≥ 1", r)
-	}
-}
-
-// gatewayProcess runs the xmppgw binary with a config file.
-type gatewayProcess struct {
-	bin, cfg string
-	cmd      *exec.Cmd
-	log      *os.File
-}
-
-func (gp *gatewayProcess) start(t *testing.T) {
-	t.Helper()
-	gp.cmd = exec.Command(gp.bin, "run", "-c", gp.cfg)
-	gp.cmd.Stdout = gp.log
-	gp.cmd.Stderr = gp.log
-	if err := gp.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestOutboundSurvivesGatewayKill(t *testing.T) {
-	p, col, q, texts := backlog(t, "kill", 20000)
-	bin := harness.BuildBinary(t)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "xmppgw.yaml")
-	httpPort := harness.FreePort(t)
-	yaml := fmt.Sprintf(`xmpp:
-  server: %s
-  domain: %s
-  secret: %s
-amqp:
-  out_queue: %s
-  in_queue: %s
-  dead_letter_queue: %s
-presence:
-  store: %s
-http:
-  listen: 127.0.0.1:%d
-`, p.ComponentAddr, p.ComponentDomain, p.Secret, q.out, q.in, q.dead, filepath.Join(dir, "xmppgw.db"), httpPort)
-	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "gateway.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gp := &gatewayProcess{bin: bin, cfg: cfgFile, log: logf}
-	t.Cleanup(func() {
-		if gp.cmd != nil && gp.cmd.ProcessState == nil {
-			_ = gp.cmd.Process.Signal(syscall.SIGTERM)
-			_ = gp.cmd.Wait()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("gateway log:\n%s", b)
-		}
-	})
-	gp.start(t)
-	waitFor(t, 60*time.Second, "the flow to start", func() bool { d, _, _ := col.counts(); return d >= 3000 })
-	if err := gp.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = gp.cmd.Wait()
-	d, _, _ := col.counts()
-	t.Logf("gateway killed after %d items received; %d still in the queue", d, harness.QueueLen(t, q.out))
-	gp.start(t)
-	col.waitAll(t, texts, 120*time.Second)
-	waitFor(t, 30*time.Second, "outbound queue drained", func() bool { return harness.QueueLen(t, q.out) == 0 })
-
-	// A graceful stop exits 0.
-	if err := gp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	err = gp.cmd.Wait()
-	if code := gp.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code after SIGTERM = %d (%v), want 0", code, err)
-	}
-	if b, _ := os.ReadFile(logf.Name()); !strings.Contains(string(b), "stopped") {
-		t.Errorf("log has no stop line:\n%s", b)
-	}
-}
-
-// TestOutboundSurvivesBrokerConnectionLoss closes the gateway's broker
-// connections (consumer and publisher) while 20,000 items flow: every item
-// still arrives.
-func TestOutboundSurvivesBrokerConnectionLoss(t *testing.T) {
-	p, col, q, texts := backlog(t, "broker", 20000)
-	// A slow rate keeps the flow going long enough to cut it twice.
-	cfg := gatewayConfig(t, p, q)
-	cfg.Outbound.Rate = 2000
-	gw := startGateway(t, cfg)
-
-	for _, after := range []int{2000, 8000} {
-		waitFor(t, 60*time.Second, fmt.Sprintf("%d items received", after), func() bool { d, _, _ := col.counts(); return d >= after })
-		if closed := closeBrokerConnections(t, q.out); closed < 2 {
-			t.Fatalf("closed %d broker connections of the gateway, want consumer and publisher", closed)
-		}
-		d, _, _ := col.counts()
-		t.Logf("broker connections closed after %d items received", d)
-	}
-	col.waitAll(t, texts, 120*time.Second)
-	waitFor(t, 30*time.Second, "outbound queue drained", func() bool { return harness.QueueLen(t, q.out) == 0 })
-	if r := metricValue(t, gw, `xmppgw_reconnects_total{link="amqp"}`); r < 2 {
-		t.Errorf("amqp reconnects = %v, want ≥ 2", r)
-	}
-}
+// The single-fault tests that were here (Prosody restarted, the gateway
+// killed, the broker connections closed, all for outbound only) are rows of
+// TestFaultMatrix now, with inbound flowing too.
