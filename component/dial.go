@@ -155,8 +155,8 @@ func openClient(ctx context.Context, cfg Config, in Inbound, log *slog.Logger, c
 	s.initPing(s.self, s.addr.Domain().String())
 	s.start()
 	// Without initial presence the server does not route messages to the bare
-	// JID to us.
-	if err := s.Write([]byte("<presence/>")); err != nil {
+	// JID to us. The roster get goes first (RFC 6121 §2.2), in the same write.
+	if err := s.Write(append(s.rosterGet(), "<presence/>"...)); err != nil {
 		s.kill(nil)
 		<-s.done
 		return nil, fmt.Errorf("component: initial presence: %w", err)

@@ -105,6 +105,9 @@ func (s *Session) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement
 	id, typ := getAttr(start, "id"), getAttr(start, "type")
 	switch typ {
 	case "result", "error":
+		if s.isRosterReply(id) {
+			return s.rosterResult(t, start, typ)
+		}
 		// An answer to one of our barriers (result from the server, or an
 		// error such as service-unavailable: either proves the server
 		// processed everything before the ping). Only the entity the ping
@@ -146,6 +149,11 @@ func (s *Session) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement
 	}
 	if payload == nil {
 		return iqError(t, iq, mstanza.Modify, mstanza.BadRequest)
+	}
+	if iq.Type == mstanza.SetIQ && payload.Name == rosterQuery {
+		if ok, err := s.rosterPush(t, iq, payload); ok {
+			return err
+		}
 	}
 	h, ok := s.mux.IQHandler(iq.Type, payload.Name)
 	if !ok {
