@@ -1,6 +1,9 @@
 package gateway
 
-import "xmppgw/stanza"
+import (
+	"xmppgw/component"
+	"xmppgw/stanza"
+)
 
 // Client mode: the roster gate.
 //
@@ -15,6 +18,29 @@ import "xmppgw/stanza"
 type rosterEntry struct {
 	jid          string // bare JID
 	subscription string // none, to, from, both, remove
+}
+
+// The gateway takes the roster in client mode.
+var _ component.RosterInbound = (*Gateway)(nil)
+
+// Roster implements component.RosterInbound: it runs on the XMPP read loop
+// and only hands the roster (full) or a roster push to the presence worker,
+// never blocking. Of a full roster only the contacts we are subscribed to
+// matter, so only those are queued. Component mode has no server roster:
+// the session never delivers one, and one would be ignored.
+func (g *Gateway) Roster(_ *component.Session, full bool, items []stanza.RosterItem) {
+	p := g.pres
+	if p == nil || p.st != nil {
+		return
+	}
+	entries := make([]rosterEntry, 0, len(items))
+	for _, it := range items {
+		if full && it.Subscription != "to" && it.Subscription != "both" {
+			continue
+		}
+		entries = append(entries, rosterEntry{jid: it.JID, subscription: it.Subscription})
+	}
+	p.offerRoster(full, entries)
 }
 
 // offerRoster hands a roster result (full: it replaces what was known) or

@@ -3,6 +3,9 @@ package gateway
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"xmppgw/stanza"
 )
@@ -90,5 +93,78 @@ func TestPresenceClientModeBoundedWithoutRoster(t *testing.T) {
 	}
 	if len(p.contacts) > 10 || p.nEntries > 15 {
 		t.Errorf("%d contacts, %d entries", len(p.contacts), p.nEntries)
+	}
+}
+
+// The session's roster reaches the worker through Gateway.Roster (the
+// component.RosterInbound side): the full roster drops what was tracked of
+// strangers before it was known, and afterwards a stranger's directed
+// presence grows no tracked state; pushes add and remove contacts.
+func TestGatewayRosterFromSession(t *testing.T) {
+	p, evs := clientPresence(t)
+	g := p.g
+	w := &presWriter{}
+	in := func(from string) {
+		p.handle(&presJob{w: w, pr: stanza.Presence{Type: "available", From: from, To: "bot@example.org/gw"}})
+	}
+	in("mallory@evil.example/x") // before the roster: tracked, within the caps
+	if len(p.contacts) != 1 {
+		t.Fatalf("%d contacts before the roster", len(p.contacts))
+	}
+	g.Roster(nil, true, []stanza.RosterItem{
+		{JID: tAlice, Subscription: "both"},
+		{JID: "bob@example.org", Subscription: "from"},
+		{JID: "carol@example.org", Subscription: "none"},
+		{JID: "not a jid@", Subscription: "to"},
+	})
+	runJobs(p)
+	if len(p.roster) != 1 || len(p.contacts) != 0 || p.nEntries != 0 {
+		t.Fatalf("after the roster: roster %v, %d contacts, %d entries", p.roster, len(p.contacts), p.nEntries)
+	}
+	*evs = nil
+	for i := range 2000 {
+		in(fmt.Sprintf("m%d@evil.example/r%d", i, i))
+		in(fmt.Sprintf("bob@example.org/r%d", i))
+	}
+	if len(p.contacts) != 0 || p.nEntries != 0 || len(*evs) != 0 {
+		t.Fatalf("strangers tracked: %d contacts, %d entries, %d events", len(p.contacts), p.nEntries, len(*evs))
+	}
+	in(tAliceR)
+	if !p.lookup(tAlice).Online || len(p.contacts) != 1 {
+		t.Fatal("roster contact not tracked")
+	}
+	g.Roster(nil, false, []stanza.RosterItem{{JID: "carol@example.org", Subscription: "to"}})
+	runJobs(p)
+	in("carol@example.org/c")
+	if !p.lookup("carol@example.org").Online {
+		t.Error("pushed contact not tracked")
+	}
+	*evs = nil
+	g.Roster(nil, false, []stanza.RosterItem{{JID: tAlice, Subscription: "remove"}})
+	runJobs(p)
+	if p.lookup(tAlice).Online || len(*evs) != 1 || (*evs)[0].Type != "unavailable" {
+		t.Errorf("after removing alice: %+v", *evs)
+	}
+}
+
+// Gateway.Roster never blocks the read loop: with the worker's queue full
+// the roster is dropped and counted.
+func TestGatewayRosterNeverBlocks(t *testing.T) {
+	p, _ := clientPresence(t)
+	for len(p.jobs) < cap(p.jobs) {
+		p.jobs <- presJob{}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.g.Roster(nil, true, []stanza.RosterItem{{JID: tAlice, Subscription: "both"}})
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Roster blocked on a full worker queue")
+	}
+	if got := testutil.ToFloat64(p.dropped); got != 1 {
+		t.Errorf("dropped = %v", got)
 	}
 }
