@@ -37,6 +37,7 @@ type Proxy struct {
 	links    []*link
 	accepted int
 	closed   bool
+	taps     map[Direction]func([]byte)
 	wg       sync.WaitGroup
 }
 
@@ -119,6 +120,12 @@ func (p *Proxy) pump(l *link, dir Direction, src, dst net.Conn) {
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
+			p.mu.Lock()
+			tap := p.taps[dir]
+			p.mu.Unlock()
+			if tap != nil {
+				tap(buf[:n])
+			}
 			if !wait() {
 				return
 			}
@@ -137,6 +144,17 @@ func (p *Proxy) pump(l *link, dir Direction, src, dst net.Conn) {
 			return
 		}
 	}
+}
+
+// Tap calls f with every chunk read in dir (Up or Down) before it is
+// forwarded, from the forwarding goroutine: f must not block or keep b.
+func (p *Proxy) Tap(dir Direction, f func(b []byte)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taps == nil {
+		p.taps = map[Direction]func([]byte){}
+	}
+	p.taps[dir] = f
 }
 
 // Stall stops forwarding in dir on every connection open now, without
