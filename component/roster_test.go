@@ -255,3 +255,44 @@ func TestRosterOnlyForRosterInbound(t *testing.T) {
 		t.Fatalf("roster calls in component mode: %+v", calls)
 	}
 }
+
+// On a real Prosody: the roster arrives after connect, and a change made
+// by the account itself comes back as a push (only with
+// XMPPGW_TEST_PROSODY=1, see prosody_test.go).
+func TestProsodyClientRoster(t *testing.T) {
+	cfg := prosodyClientConfig(t)
+	rec := newRosterRecorder()
+	s := dialLogged(t, cfg, rec)
+	waitFor(t, "the roster", func() bool { return len(rec.rosterCalls()) == 1 })
+	if c := rec.rosterCalls()[0]; !c.full {
+		t.Fatalf("first roster call %+v is not full", c)
+	}
+	set := func(sub string) {
+		t.Helper()
+		attr := ""
+		if sub != "" {
+			attr = ` subscription='` + sub + `'`
+		}
+		if err := s.Write([]byte(`<iq type='set' id='rs-` + sub + `'><query xmlns='jabber:iq:roster'><item jid='rostertest@localhost'` + attr + `/></query></iq>`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("")
+	waitFor(t, "the push", func() bool { return len(rec.rosterCalls()) == 2 })
+	set("remove")
+	waitFor(t, "the removal push", func() bool { return len(rec.rosterCalls()) == 3 })
+	calls := rec.rosterCalls()
+	want := []stanza.RosterItem{{JID: "rostertest@localhost", Subscription: "none"}}
+	if calls[1].full || !reflect.DeepEqual(calls[1].items, want) {
+		t.Errorf("push = %+v", calls[1])
+	}
+	want[0].Subscription = "remove"
+	if calls[2].full || !reflect.DeepEqual(calls[2].items, want) {
+		t.Errorf("removal push = %+v", calls[2])
+	}
+	select {
+	case <-s.Done():
+		t.Fatalf("session ended: %v", s.Err())
+	default:
+	}
+}
