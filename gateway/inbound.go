@@ -112,6 +112,7 @@ func newInbound(g *Gateway) *inbound {
 		space:     make(chan struct{}, 1),
 		wait:      backpressureWait,
 		grace:     outageGrace,
+		drain:     drainTimeout,
 		publisher: g.eventPublisher,
 		idPfx:     "xg" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 	}

@@ -207,7 +207,7 @@ func TestInboundDrainPublishesBuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := pub.count(); n != 100 {
-		t.Fatalf("published %d of 100 buffered events during the drain", n)
+		t.Fatalf("published %d of 100 buffered events during the drain (refused %v %v %v, buffered %d)", n, testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("broker_down")), testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("shutdown")), testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("blocked")), len(g.in.ch))
 	}
 	if v := testutil.ToFloat64(g.metrics.InboundEvents.WithLabelValues("message", routeDefault)); v != 100 {
 		t.Fatalf("events confirmed = %v", v)

@@ -68,7 +68,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 				}
 				standingBy = true
 			} else {
-				log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", err, "retry_in", wait.Round(time.Millisecond))
+				log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
 			}
 			if !sleep(ctx, wait) {
 				return nil
@@ -133,7 +133,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 				return nil
 			}
 			wait := bo.next()
-			log.Warn("amqp connect failed", "url", queue.RedactURL(cfg.AMQP.URL), "err", err, "retry_in", wait.Round(time.Millisecond))
+			log.Warn("amqp connect failed", "url", queue.RedactURL(cfg.AMQP.URL), "err", Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
 			if !sleep(ctx, wait) {
 				return nil
 			}
@@ -153,7 +153,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		for {
 			select {
 			case <-p.Done():
-				log.Warn("amqp connection lost", "err", p.Err())
+				log.Warn("amqp connection lost", "err", Redact(cfg, fmt.Sprint(p.Err())))
 				break up
 			case <-ctx.Done():
 				break up

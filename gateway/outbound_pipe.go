@@ -15,8 +15,8 @@ import (
 // pump moves deliveries into the stream until it fails or ctx is done.
 func (o *outbound) pump(ctx context.Context, cfg *Config, addr string, sess stream, pub deadLetterer, cons consumer) error {
 	p := pipe{o: o, sess: sess, pub: pub, cons: cons, addr: addr, dlq: cfg.AMQP.DeadLetterQueue,
-		barrierEvery: max(1, cfg.AMQP.Prefetch/4), deliveryLimit: cfg.AMQP.DeliveryLimit,
-		dlWake: make(chan struct{}, 1), dlBackoff: newBackoff(), wake: time.NewTimer(time.Hour)}
+		barrierEvery: max(1, cfg.AMQP.Prefetch/4),
+		dlWake:       make(chan struct{}, 1), dlBackoff: newBackoff(), wake: time.NewTimer(time.Hour)}
 	p.wake.Stop()
 	defer p.wake.Stop()
 	if err := p.encoder(); err != nil {
@@ -136,20 +136,19 @@ func consumerLost(cons consumer) error {
 
 // pipe is the state of one consuming session.
 type pipe struct {
-	o             *outbound
-	sess          stream
-	pub           deadLetterer
-	cons          consumer
-	enc           *stanza.Encoder
-	encGen        uint64 // outbound.gen the encoder was built for
-	addr          string // the session's address (client mode: the sender)
-	dlq           string
-	barrierEvery  int // items written without a barrier before one is forced
-	deliveryLimit int
-	draining      bool
-	taken         int    // items in the batch being built
-	acked         uint64 // highest delivery tag acked
-	isolate       bool   // a redelivered item is out alone: wait for its barrier
+	o            *outbound
+	sess         stream
+	pub          deadLetterer
+	cons         consumer
+	enc          *stanza.Encoder
+	encGen       uint64 // outbound.gen the encoder was built for
+	addr         string // the session's address (client mode: the sender)
+	dlq          string
+	barrierEvery int // items written without a barrier before one is forced
+	draining     bool
+	taken        int    // items in the batch being built
+	acked        uint64 // highest delivery tag acked
+	isolate      bool   // a redelivered item is out alone: wait for its barrier
 
 	dlWake    chan struct{} // a dead letter's confirm resolved
 	dlBackoff *backoff      // between retries of failing dead letters
@@ -216,7 +215,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	if redelivered(d) {
 		key = o.redelivered.key(d)
 		redo = o.redelivered.delivered(key, d)
-		if redo.deliveries >= p.deliveryLimit || redo.blames >= blameLimit {
+		if redo.deliveries >= o.g.cfg.Load().AMQP.DeliveryLimit || redo.blames >= blameLimit {
 			p.deadLetter(d, key, itemLimitError(redo))
 			return nil
 		}
