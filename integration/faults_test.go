@@ -33,6 +33,7 @@ const (
 	faultAt       = 1000 // inject after this many were delivered (or sent)
 	faultRate     = 600  // outbound.rate, stanzas per second
 	faultPrefetch = 100  // amqp.prefetch: few items in flight, so a pause shows
+	faultHeld     = 600  // items published only once the fault was noticed
 	faultInbound  = 600  // inbound messages per phase (before, during, after)
 )
 
@@ -118,6 +119,7 @@ type faultEnv struct {
 	t    *testing.T
 	node *harness.RabbitMQ
 	row  *faultRow
+	more func() // publishes the held items (see backlog)
 }
 
 func TestFaultMatrix(t *testing.T) {
@@ -344,9 +346,17 @@ func faultConfig(t *testing.T, p *harness.Prosody, q queues) *gateway.Config {
 // faultSetup is a Prosody with alice online through a collector, queues on
 // the private node holding faultItems items for her, and a gateway config
 // paced at faultRate.
+// The last faultHeld items are published only when the row calls
+// e.more, after the fault was noticed: the fault falls inside the flow by
+// construction, whatever the machine's speed.
 func (e *faultEnv) backlog(tag string) (*harness.Prosody, *collector, queues, []string) {
-	p, col, q, texts := backlog(e.t, tag, faultItems)
-	return p, col, q, texts
+	p, col, q, texts := backlog(e.t, tag, faultItems-faultHeld)
+	bodies, more := numberedItems(e.t, tag, p.JID("alice"), faultItems)
+	e.more = func() {
+		e.t.Helper()
+		publishItems(e.t, q.out, tag+"-held-", bodies[faultItems-faultHeld:])
+	}
+	return p, col, q, append(texts, more[faultItems-faultHeld:]...)
 }
 
 func faultProsodyRestart(e *faultEnv) {
@@ -359,6 +369,7 @@ func faultProsodyRestart(e *faultEnv) {
 	p.Stop(t)
 	e.row.detect = c.until(t, 30*time.Second, "the gateway to notice", func() bool { return !gw.Ready() })
 	e.inFlow(col)
+	e.more()
 	p.Start(t)
 	resumed := flowing(col)
 	e.row.recover = c.until(t, 60*time.Second, "the flow to resume", func() bool { return gw.Ready() && resumed() })
@@ -428,6 +439,7 @@ func faultBrokerConnectionsClosed(e *faultEnv) {
 	})
 	e.inFlow(col)
 	resumed := flowing(col)
+	e.more()
 	e.row.recover = c.until(t, 60*time.Second, "the flow to resume", func() bool { return gw.Ready() && resumed() })
 	in.send(t, faultInbound)
 	e.settleOutbound(col, texts, 60*time.Second)
@@ -448,6 +460,7 @@ func faultBrokerRestart(e *faultEnv) {
 	e.inFlow(col)
 	in.send(t, faultInbound) // while the broker is down: all refused
 	e.node.StartApp(t)
+	e.more()
 	resumed := flowing(col)
 	e.row.recover = c.until(t, 90*time.Second, "the flow to resume", func() bool { return gw.Ready() && resumed() })
 	in.send(t, faultInbound)
@@ -476,6 +489,7 @@ func faultXMPPStall(e *faultEnv) {
 	proxy.Stall(harness.Both)
 	e.row.detect = c.until(t, 30*time.Second, "the keepalive to notice", func() bool { return !gw.Ready() })
 	e.inFlow(col)
+	e.more()
 	proxy.Cut() // the server finally drops the dead connection
 	resumed := flowing(col)
 	e.row.recover = c.until(t, 60*time.Second, "the flow to resume", func() bool { return gw.Ready() && resumed() })
@@ -502,6 +516,7 @@ func faultBrokerStall(e *faultEnv) {
 	in.send(t, faultInbound) // into the stalled link: refused, or queued after the heal
 	e.row.detect = c.until(t, 60*time.Second, "the heartbeat to notice", func() bool { return metricValue(t, gw, `xmppgw_connected{link="amqp"}`) == 0 })
 	e.inFlow(col)
+	e.more()
 	proxy.Cut()
 	resumed := flowing(col)
 	e.row.recover = c.until(t, 60*time.Second, "the flow to resume", func() bool { return gw.Ready() && resumed() })
@@ -536,6 +551,7 @@ func faultGatewaySignal(e *faultEnv, sig syscall.Signal) {
 	err := gp.cmd.Wait()
 	e.row.detectNA = true
 	e.inFlow(col)
+	e.more()
 	if sig == syscall.SIGTERM {
 		if code := gp.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("exit code after SIGTERM = %d (%v), want 0", code, err)
@@ -579,6 +595,7 @@ func faultStandbyTakeover(e *faultEnv) {
 	in.send(t, faultInbound)
 	e.row.detect = c.until(t, 60*time.Second, "the standby to take over", standby.ready)
 	e.inFlow(col)
+	e.more()
 	resumed := flowing(col)
 	e.row.recover = c.until(t, 60*time.Second, "the flow to resume", resumed)
 	in.send(t, faultInbound)
