@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"xmppgw/component"
+	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 	"xmppgw/stanza"
 )
@@ -39,7 +40,7 @@ type Gateway struct {
 	log     *slog.Logger
 	deps    Deps
 	reg     *prometheus.Registry
-	metrics *Metrics
+	metrics *metrics.Metrics
 
 	cfg atomic.Pointer[Config] // swapped by Reload
 
@@ -77,7 +78,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		log:     deps.Logger,
 		deps:    deps,
 		reg:     deps.Registry,
-		metrics: NewMetrics(deps.Registry),
+		metrics: metrics.New(deps.Registry),
 		stopped: make(chan struct{}),
 	}
 	g.cfg.Store(cfg)
@@ -104,7 +105,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 func (g *Gateway) Config() *Config { return g.cfg.Load() }
 
 // Metrics returns the gateway's metrics (for tests).
-func (g *Gateway) Metrics() *Metrics { return g.metrics }
+func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }
 
 // HTTPAddr is the address the HTTP endpoints listen on ("" if disabled).
 func (g *Gateway) HTTPAddr() string {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"xmppgw/gateway/metrics"
 )
 
 // The status page draws its charts from the gateway's own recent history:
@@ -70,14 +72,14 @@ type snapshot struct {
 
 // read fills s from m; outQueue names the queue whose depth is recorded. It
 // reuses s's slices.
-func (s *snapshot) read(m *Metrics, outQueue string) {
+func (s *snapshot) read(m *metrics.Metrics, outQueue string) {
 	var d dto.Metric
 	s.totals = totals{}
 	eachMetric(m.OutboundItems, &d, func(d *dto.Metric) {
 		switch label(d, "result") {
-		case resultSent:
+		case metrics.ResultSent:
 			s.sent = d.GetCounter().GetValue()
-		case resultDeadLettered:
+		case metrics.ResultDeadLettered:
 			s.dead = d.GetCounter().GetValue()
 		}
 	})
@@ -86,9 +88,9 @@ func (s *snapshot) read(m *Metrics, outQueue string) {
 	eachMetric(m.Bounces, &d, func(d *dto.Metric) { s.bounces += d.GetCounter().GetValue() })
 	eachMetric(m.Reconnects, &d, func(d *dto.Metric) {
 		switch label(d, "link") {
-		case linkXMPP:
+		case metrics.LinkXMPP:
 			s.reconnXMPP = d.GetCounter().GetValue()
-		case linkAMQP:
+		case metrics.LinkAMQP:
 			s.reconnAMQP = d.GetCounter().GetValue()
 		}
 	})
@@ -96,9 +98,9 @@ func (s *snapshot) read(m *Metrics, outQueue string) {
 	eachMetric(m.Connected, &d, func(d *dto.Metric) {
 		up := d.GetGauge().GetValue() > 0
 		switch label(d, "link") {
-		case linkXMPP:
+		case metrics.LinkXMPP:
 			s.xmpp = up
-		case linkAMQP:
+		case metrics.LinkAMQP:
 			s.amqp = up
 		}
 	})

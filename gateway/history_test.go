@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"xmppgw/gateway/metrics"
 )
 
 // recorder drives a history by hand: no goroutine, no ticker.
 type recorder struct {
-	m   *Metrics
+	m   *metrics.Metrics
 	h   *history
 	s   snapshot
 	now time.Time
@@ -18,7 +20,7 @@ type recorder struct {
 
 func newRecorder(t *testing.T, size int) *recorder {
 	t.Helper()
-	r := &recorder{m: NewMetrics(prometheus.NewRegistry()), now: time.Unix(1_800_000_000, 0)}
+	r := &recorder{m: metrics.New(prometheus.NewRegistry()), now: time.Unix(1_800_000_000, 0)}
 	r.h = newHistory(size, r.now)
 	r.s.read(r.m, "out")
 	r.h.baseline(r.now, &r.s)
@@ -48,8 +50,8 @@ func TestHistoryRates(t *testing.T) {
 		3: {500 * time.Millisecond, 10, 1, 1, 0, 0, [5]float64{20, 2, 2, 0, 0}},
 	}
 	for i, st := range steps {
-		m.OutboundItems.WithLabelValues(resultSent).Add(st.sent)
-		m.OutboundItems.WithLabelValues(resultDeadLettered).Add(st.dead)
+		m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(st.sent)
+		m.OutboundItems.WithLabelValues(metrics.ResultDeadLettered).Add(st.dead)
 		// Several series of a vector add up.
 		m.InboundEvents.WithLabelValues("message", "in").Add(st.in / 2)
 		m.InboundEvents.WithLabelValues("error", "site-a").Add(st.in / 2)
@@ -78,14 +80,14 @@ func TestHistoryGauges(t *testing.T) {
 	m.QueueDepth.WithLabelValues("out").Set(1234)
 	m.OutboundInFlight.Set(55)
 	m.InboundBuffer.Set(3)
-	m.Connected.WithLabelValues(linkXMPP).Set(1)
-	m.Connected.WithLabelValues(linkAMQP).Set(1)
+	m.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
+	m.Connected.WithLabelValues(metrics.LinkAMQP).Set(1)
 	m.Blocked.Set(1)
 	s = r.step(time.Second)
 	if s.depth != 1234 || s.inFlight != 55 || s.buffered != 3 || !s.xmpp || !s.amqp || !s.blocked {
 		t.Fatalf("got depth %v in flight %v buffered %v xmpp %v amqp %v blocked %v", s.depth, s.inFlight, s.buffered, s.xmpp, s.amqp, s.blocked)
 	}
-	m.Connected.WithLabelValues(linkAMQP).Set(0)
+	m.Connected.WithLabelValues(metrics.LinkAMQP).Set(0)
 	if s = r.step(time.Second); !s.xmpp || s.amqp {
 		t.Fatalf("amqp down: xmpp %v amqp %v", s.xmpp, s.amqp)
 	}
@@ -126,8 +128,8 @@ func TestHistoryLag(t *testing.T) {
 	}
 	// Beyond the highest bucket: the highest bound, as histogram_quantile.
 	m.Lag.Observe(1e6)
-	if s := r.step(time.Second); s.lagP95 != lagBuckets[len(lagBuckets)-1] {
-		t.Errorf("overflow p95 %v, want %v", s.lagP95, lagBuckets[len(lagBuckets)-1])
+	if s := r.step(time.Second); s.lagP95 != metrics.LagBuckets[len(metrics.LagBuckets)-1] {
+		t.Errorf("overflow p95 %v, want %v", s.lagP95, metrics.LagBuckets[len(metrics.LagBuckets)-1])
 	}
 }
 
@@ -135,7 +137,7 @@ func TestHistoryRing(t *testing.T) {
 	r := newRecorder(t, 5)
 	t0 := r.now
 	for i := 1; i <= 8; i++ {
-		r.m.OutboundItems.WithLabelValues(resultSent).Add(float64(i))
+		r.m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(float64(i))
 		r.step(time.Second)
 	}
 	all := r.h.samples(nil, 0)
@@ -157,7 +159,7 @@ func TestHistoryRing(t *testing.T) {
 }
 
 func BenchmarkHistorySample(b *testing.B) {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := metrics.New(prometheus.NewRegistry())
 	m.InboundEvents.WithLabelValues("message", "in").Inc()
 	m.Bounces.WithLabelValues("item-not-found").Inc()
 	m.QueueDepth.WithLabelValues("out").Set(3)

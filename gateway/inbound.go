@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"xmppgw/component"
+	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 	"xmppgw/stanza"
 )
@@ -122,24 +123,9 @@ func newInbound(g *Gateway) *inbound {
 // and never blocks.
 func (g *Gateway) Message(s *component.Session, ev *stanza.Event) {
 	if ev.Kind == "error" {
-		g.metrics.Bounces.WithLabelValues(conditionLabel(ev.Condition)).Inc()
+		g.metrics.Bounces.WithLabelValues(metrics.ConditionLabel(ev.Condition)).Inc()
 	}
 	g.in.offer(s, ev)
-}
-
-// conditionLabel keeps the bounce label set bounded to the RFC 6120
-// conditions (anything else is "other").
-func conditionLabel(c string) string {
-	switch c {
-	case "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
-		"internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
-		"not-allowed", "not-authorized", "policy-violation", "recipient-unavailable",
-		"redirect", "registration-required", "remote-server-not-found",
-		"remote-server-timeout", "resource-constraint", "service-unavailable",
-		"subscription-required", "undefined-condition", "unexpected-request":
-		return c
-	}
-	return "other"
 }
 
 func (in *inbound) offer(s *component.Session, ev *stanza.Event) {

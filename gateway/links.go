@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"xmppgw/component"
+	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 )
 
@@ -77,12 +78,12 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		}
 		standingBy = false
 		if connectedOnce {
-			g.metrics.Reconnects.WithLabelValues(linkXMPP).Inc()
+			g.metrics.Reconnects.WithLabelValues(metrics.LinkXMPP).Inc()
 		}
 		connectedOnce = true
 		up := time.Now()
 		log.Info("xmpp connected", "server", cfg.XMPP.Server, "addr", s.Addr().String())
-		g.metrics.Connected.WithLabelValues(linkXMPP).Set(1)
+		g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
 		g.sess.set(s)
 		g.in.online(s)
 		g.pres.online(s)
@@ -90,12 +91,12 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		select {
 		case <-s.Done():
 			g.sess.set(nil)
-			g.metrics.Connected.WithLabelValues(linkXMPP).Set(0)
+			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
 			log.Warn("xmpp connection lost", "err", s.Err(), "up", time.Since(up).Round(time.Millisecond))
 			bo.stable(time.Since(up))
 		case <-ctx.Done():
 			g.sess.set(nil)
-			g.metrics.Connected.WithLabelValues(linkXMPP).Set(0)
+			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err := s.Close(cctx)
 			cancel()
@@ -140,12 +141,12 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 			continue
 		}
 		if connectedOnce {
-			g.metrics.Reconnects.WithLabelValues(linkAMQP).Inc()
+			g.metrics.Reconnects.WithLabelValues(metrics.LinkAMQP).Inc()
 		}
 		connectedOnce = true
 		up := time.Now()
 		log.Info("amqp connected", "url", queue.RedactURL(cfg.AMQP.URL))
-		g.metrics.Connected.WithLabelValues(linkAMQP).Set(1)
+		g.metrics.Connected.WithLabelValues(metrics.LinkAMQP).Set(1)
 		g.publisher.set(p)
 
 		tick := time.NewTicker(time.Second)
@@ -168,7 +169,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		tick.Stop()
 		bo.stable(time.Since(up))
 		g.publisher.set(nil)
-		g.metrics.Connected.WithLabelValues(linkAMQP).Set(0)
+		g.metrics.Connected.WithLabelValues(metrics.LinkAMQP).Set(0)
 		g.metrics.Blocked.Set(0)
 		if ctx.Err() != nil {
 			// The inbound loop has drained its buffer before ctx ends.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"xmppgw/component"
+	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 )
 
@@ -158,7 +159,7 @@ func (o *outbound) run(ctx context.Context) error {
 		o.log.Warn("stopped consuming", "reason", err)
 		bo.stable(time.Since(up))
 		if errors.Is(err, errConsumerLost) {
-			o.g.metrics.Reconnects.WithLabelValues(linkAMQP).Inc()
+			o.g.metrics.Reconnects.WithLabelValues(metrics.LinkAMQP).Inc()
 			if !sleep(ctx, bo.next()) {
 				return nil
 			}

@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/time/rate"
 
+	"xmppgw/gateway/metrics"
 	"xmppgw/stanza"
 )
 
@@ -383,9 +384,9 @@ func (p *pipe) confirm() (err error) {
 		o.suspect = 0
 	}
 	m := o.g.metrics
-	m.OutboundItems.WithLabelValues(resultSent).Add(float64(sent))
+	m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(float64(sent))
 	if dead > 0 {
-		m.OutboundItems.WithLabelValues(resultDeadLettered).Add(float64(dead))
+		m.OutboundItems.WithLabelValues(metrics.ResultDeadLettered).Add(float64(dead))
 	}
 	// Items written without a barrier need one now that none is in flight.
 	if len(o.pending) == 0 && !o.open.empty() {

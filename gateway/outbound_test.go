@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 	xstream "mellium.im/xmpp/stream"
 
+	"xmppgw/gateway/metrics"
 	"xmppgw/stanza"
 )
 
@@ -276,7 +277,7 @@ func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
 	}
 	h.s.confirm(2)
 	eventually(t, "ack of all", func() bool { a := h.c.acked(); return len(a) == 2 && a[1] == (ack{5, true}) })
-	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(resultSent)); v != 5 {
+	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(metrics.ResultSent)); v != 5 {
 		t.Fatalf("sent = %v, want 5", v)
 	}
 	// Items are written in queue order.
@@ -334,7 +335,7 @@ func TestPumpDeadLettersAfterConfirm(t *testing.T) {
 		a := h.c.acked()
 		return len(a) > 0 && a[len(a)-1] == (ack{3, true})
 	})
-	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(resultDeadLettered)); v != 1 {
+	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(metrics.ResultDeadLettered)); v != 1 {
 		t.Fatalf("dead_lettered = %v", v)
 	}
 	if v := testutil.ToFloat64(h.g.metrics.DeadLetters.WithLabelValues(string(stanza.ReasonInvalidJSON))); v != 1 {

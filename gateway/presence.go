@@ -13,11 +13,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"mellium.im/xmpp/jid"
 
 	"xmppgw/component"
+	"xmppgw/gateway/metrics"
 	"xmppgw/stanza"
 )
 
@@ -115,12 +114,9 @@ type presence struct {
 	nEntries int // tracked resources, summed over contacts and local JIDs
 	lim      presenceLimits
 
-	dropped     prometheus.Counter
-	subscribers prometheus.Gauge
-	limited     *prometheus.CounterVec
-	warn        sampler // worker behind
-	limitWarn   sampler // a cap refused something
-	storeWarn   sampler // the store failed
+	warn      sampler // worker behind
+	limitWarn sampler // a cap refused something
+	storeWarn sampler // the store failed
 }
 
 // contactState is what we know of one contact (by bare JID): for each local
@@ -203,10 +199,6 @@ type presenceLimits struct{ contacts, resources, entries int }
 
 var defaultPresenceLimits = presenceLimits{contacts: presenceMaxContacts, resources: presenceMaxResources, entries: presenceMaxEntries}
 
-// Values of the limit label of xmppgw_presence_limited_total.
-var presenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
-	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total", "subscriptions_jid_length", "subscribe_rate"}
-
 // presenceSettle is how long after a connect the answers to our probes may
 // take before unconfirmed resources count as gone.
 const presenceSettle = 10 * time.Second
@@ -267,22 +259,6 @@ func newPresence(g *Gateway, cfg *Config) (*presence, error) {
 		now:      time.Now,
 	}
 	p.emit = g.in.offerEvent
-	f := promauto.With(g.reg)
-	p.dropped = f.NewCounter(prometheus.CounterOpts{
-		Name: "xmppgw_presence_dropped_total",
-		Help: "Presence stanzas dropped because the presence worker was behind.",
-	})
-	p.subscribers = f.NewGauge(prometheus.GaugeOpts{
-		Name: "xmppgw_presence_subscribers",
-		Help: "Subscriptions of contacts to the component's JIDs, in the store.",
-	})
-	p.limited = f.NewCounterVec(prometheus.CounterOpts{
-		Name: "xmppgw_presence_limited_total",
-		Help: "Presence not tracked, or subscriptions refused, because a cap was reached.",
-	}, []string{"limit"})
-	for _, l := range presenceLimitLabels {
-		p.limited.WithLabelValues(l)
-	}
 	if cfg.XMPP.Mode != ModeComponent {
 		if j, err := jid.Parse(cfg.XMPP.JID); err == nil {
 			p.self = j.Bare().String()
@@ -312,7 +288,7 @@ func (p *presence) close() {
 // Presence implements component.Inbound: it runs on the XMPP read loop and
 // only hands the stanza to the presence worker, never blocking.
 func (g *Gateway) Presence(s *component.Session, pr *stanza.Presence) {
-	g.metrics.Presence.WithLabelValues(presenceTypeLabel(pr.Type)).Inc()
+	g.metrics.Presence.WithLabelValues(metrics.PresenceTypeLabel(pr.Type)).Inc()
 	g.pres.offer(s, pr)
 }
 
@@ -325,7 +301,7 @@ func (p *presence) offer(w presenceWriter, pr *stanza.Presence) {
 	select {
 	case p.jobs <- j:
 	default:
-		p.dropped.Inc()
+		p.g.metrics.PresenceDropped.Inc()
 		if p.warn.ok() {
 			p.log.Warn("presence worker behind: presence dropped", "type", pr.Type)
 		}
@@ -350,7 +326,7 @@ func (p *presence) sent(info *stanza.Info) {
 	select {
 	case p.jobs <- presJob{op: opSent, w: w, pr: stanza.Presence{Type: info.PresenceType, From: info.From, To: info.To}}:
 	default:
-		p.dropped.Inc()
+		p.g.metrics.PresenceDropped.Inc()
 		if p.warn.ok() {
 			p.log.Warn("presence worker behind: subscription item not recorded", "type", info.PresenceType)
 		}
@@ -728,7 +704,7 @@ func (p *presence) refuse(w presenceWriter, pr *stanza.Presence, a *addrs, limit
 // limit counts a refusal by the cap named l and logs it at most once a
 // second.
 func (p *presence) limit(l string) {
-	p.limited.WithLabelValues(l).Inc()
+	p.g.metrics.PresenceLimited.WithLabelValues(l).Inc()
 	if p.limitWarn.ok() {
 		p.log.Warn("presence cap reached: not tracked or refused (xmppgw_presence_limited_total counts each)", "limit", l)
 	}
@@ -848,7 +824,7 @@ func (p *presence) handleSent(j *presJob) {
 
 func (p *presence) countSubscribers() {
 	if n, _, err := p.st.counts(); err == nil {
-		p.subscribers.Set(float64(n))
+		p.g.metrics.PresenceSubscribers.Set(float64(n))
 	}
 }
 
@@ -1073,17 +1049,4 @@ func (g *Gateway) routesPresence(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(g.pres.lookup(j.Bare().String()))
 	})
-}
-
-func presenceTypeLabel(t string) string {
-	switch t {
-	case "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
-		if t == "" {
-			return "available"
-		}
-		return t
-	case "available":
-		return t
-	}
-	return "other"
 }

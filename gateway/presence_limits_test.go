@@ -15,7 +15,7 @@ import (
 )
 
 func limited(p *presence, limit string) float64 {
-	return testutil.ToFloat64(p.limited.WithLabelValues(limit))
+	return testutil.ToFloat64(p.g.metrics.PresenceLimited.WithLabelValues(limit))
 }
 
 // A subscription flood from one JID to ever new localparts (auto mode
@@ -51,7 +51,7 @@ func TestPresenceSubscriptionFlood(t *testing.T) {
 			if n, _, _ := h.p.st.counts(); n != 6 {
 				t.Errorf("%d subscribers, want 6", n)
 			}
-			if v := testutil.ToFloat64(h.p.subscribers); v != 6 {
+			if v := testutil.ToFloat64(h.p.g.metrics.PresenceSubscribers); v != 6 {
 				t.Errorf("gauge %v", v)
 			}
 			if v := limited(h.p, "subscriptions_per_contact"); v != 295 {

@@ -51,7 +51,7 @@ func (p *presence) offerRoster(full bool, items []rosterEntry) {
 	select {
 	case p.jobs <- presJob{op: opRoster, roster: items, full: full}:
 	default:
-		p.dropped.Inc()
+		p.g.metrics.PresenceDropped.Inc()
 		if p.warn.ok() {
 			p.log.Warn("presence worker behind: roster dropped")
 		}

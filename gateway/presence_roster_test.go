@@ -164,7 +164,7 @@ func TestGatewayRosterNeverBlocks(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Roster blocked on a full worker queue")
 	}
-	if got := testutil.ToFloat64(p.dropped); got != 1 {
+	if got := testutil.ToFloat64(p.g.metrics.PresenceDropped); got != 1 {
 		t.Errorf("dropped = %v", got)
 	}
 }

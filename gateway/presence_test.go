@@ -141,7 +141,7 @@ func TestPresenceAutoSubscribe(t *testing.T) {
 	if !h.subscriber(tLocal, tAlice) || h.subscription(tLocal, tAlice) != subPending {
 		t.Fatal("subscriber or pending subscription not stored")
 	}
-	if v := testutil.ToFloat64(h.p.subscribers); v != 1 {
+	if v := testutil.ToFloat64(h.p.g.metrics.PresenceSubscribers); v != 1 {
 		t.Errorf("subscribers gauge %v", v)
 	}
 	// asked again (e.g. the contact's server resends): approved again, no
@@ -436,7 +436,7 @@ func TestPresenceWorkerAndDrops(t *testing.T) {
 	for range presenceQueue + 10 {
 		h.p.offer(h.w, &stanza.Presence{Type: "probe", From: tAlice, To: tLocal})
 	}
-	if v := testutil.ToFloat64(h.p.dropped); v != 10 {
+	if v := testutil.ToFloat64(h.g.metrics.PresenceDropped); v != 10 {
 		t.Errorf("dropped %v, want 10", v)
 	}
 }

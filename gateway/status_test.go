@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"xmppgw/gateway/metrics"
 )
 
 // statusGateway is a gateway that is not running, with a history filled by
@@ -35,11 +37,11 @@ func fillHistory(t *testing.T, g *Gateway, n int) *history {
 	var s snapshot
 	s.read(m, g.Config().AMQP.OutQueue)
 	h.baseline(start, &s)
-	m.Connected.WithLabelValues(linkXMPP).Set(1)
-	m.Connected.WithLabelValues(linkAMQP).Set(1)
+	m.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
+	m.Connected.WithLabelValues(metrics.LinkAMQP).Set(1)
 	m.QueueDepth.WithLabelValues(g.Config().AMQP.OutQueue).Set(250)
 	for i := 1; i <= n; i++ {
-		m.OutboundItems.WithLabelValues(resultSent).Add(40)
+		m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(40)
 		m.InboundEvents.WithLabelValues("message", "xmpp-in").Add(2)
 		for range 40 {
 			m.Lag.Observe(0.02)
@@ -350,7 +352,7 @@ func TestGrafanaDashboard(t *testing.T) {
 
 	// Every name the gateway exports, with the suffixes of histograms.
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := metrics.New(reg)
 	// Vectors without a child yet are not gathered: make one of each.
 	m.DeadLetters.WithLabelValues("x")
 	m.Bounces.WithLabelValues("x")

@@ -1,4 +1,7 @@
-package gateway
+// Package metrics defines every Prometheus series of the gateway: the names
+// are part of the external contract (README.md), the label values are
+// bounded, and a label never carries a JID.
+package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,17 +26,22 @@ type Metrics struct {
 	PublishFailures  *prometheus.CounterVec // what: event, dead_letter
 	InboundBuffer    prometheus.Gauge       // events waiting for the broker
 	OutboundInFlight prometheus.Gauge       // items written, not yet acknowledged
-	Presence         *prometheus.CounterVec // kind of presence work: subscribe, unsubscribe, probe, ...
+	Presence         *prometheus.CounterVec // type of presence stanza received (PresenceTypeLabel)
 	ContactsOnline   prometheus.Gauge
+
+	PresenceDropped     prometheus.Counter     // presence work dropped: the worker was behind
+	PresenceSubscribers prometheus.Gauge       // subscribers in the store
+	PresenceLimited     *prometheus.CounterVec // limit: PresenceLimitLabels
 }
 
-// lagBuckets span 1 ms to ~5 min: lag is small when the gateway keeps up and
+// LagBuckets span 1 ms to ~5 min: lag is small when the gateway keeps up and
 // grows by minutes when it does not.
-var lagBuckets = prometheus.ExponentialBuckets(0.001, 2.5, 15)
+var LagBuckets = prometheus.ExponentialBuckets(0.001, 2.5, 15)
 
-// NewMetrics registers the gateway's series, plus the standard go_ and
-// process_ collectors, on reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// New registers the gateway's series, plus the standard go_ and process_
+// collectors, on reg. Every labelled series whose label values are known in
+// advance exists from the first scrape.
+func New(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{
@@ -64,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Lag: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "xmppgw_outbound_lag_seconds",
 			Help:    "Time from enqueued_at (or the AMQP timestamp) to the server's confirmation of the item.",
-			Buckets: lagBuckets,
+			Buckets: LagBuckets,
 		}),
 		Barrier: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "xmppgw_barrier_seconds",
@@ -103,20 +111,70 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "xmppgw_contacts_online",
 			Help: "Contacts currently known to be available.",
 		}),
+		PresenceDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "xmppgw_presence_dropped_total",
+			Help: "Presence stanzas dropped because the presence worker was behind.",
+		}),
+		PresenceSubscribers: f.NewGauge(prometheus.GaugeOpts{
+			Name: "xmppgw_presence_subscribers",
+			Help: "Subscriptions of contacts to the component's JIDs, in the store.",
+		}),
+		PresenceLimited: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "xmppgw_presence_limited_total",
+			Help: "Presence not tracked, or subscriptions refused, because a cap was reached.",
+		}, []string{"limit"}),
 	}
-	for _, l := range []string{linkXMPP, linkAMQP} {
+	for _, l := range []string{LinkXMPP, LinkAMQP} {
 		m.Connected.WithLabelValues(l)
 		m.Reconnects.WithLabelValues(l)
 	}
-	m.OutboundItems.WithLabelValues(resultSent)
-	m.OutboundItems.WithLabelValues(resultDeadLettered)
+	m.OutboundItems.WithLabelValues(ResultSent)
+	m.OutboundItems.WithLabelValues(ResultDeadLettered)
+	for _, l := range PresenceLimitLabels {
+		m.PresenceLimited.WithLabelValues(l)
+	}
 	return m
 }
 
+// Label values.
 const (
-	linkXMPP = "xmpp"
-	linkAMQP = "amqp"
+	// LinkXMPP and LinkAMQP are the link label of Connected and Reconnects.
+	LinkXMPP = "xmpp"
+	LinkAMQP = "amqp"
 
-	resultSent         = "sent"
-	resultDeadLettered = "dead_lettered"
+	// ResultSent and ResultDeadLettered are the result label of
+	// OutboundItems.
+	ResultSent         = "sent"
+	ResultDeadLettered = "dead_lettered"
 )
+
+// PresenceLimitLabels are the values of the limit label of PresenceLimited.
+var PresenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
+	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total", "subscriptions_jid_length", "subscribe_rate"}
+
+// ConditionLabel keeps the Bounces label set bounded to the RFC 6120
+// conditions (anything else is "other").
+func ConditionLabel(c string) string {
+	switch c {
+	case "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
+		"internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
+		"not-allowed", "not-authorized", "policy-violation", "recipient-unavailable",
+		"redirect", "registration-required", "remote-server-not-found",
+		"remote-server-timeout", "resource-constraint", "service-unavailable",
+		"subscription-required", "undefined-condition", "unexpected-request":
+		return c
+	}
+	return "other"
+}
+
+// PresenceTypeLabel is the type label of Presence: a presence stanza's
+// type ("" is available), or "other".
+func PresenceTypeLabel(t string) string {
+	switch t {
+	case "":
+		return "available"
+	case "available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
+		return t
+	}
+	return "other"
+}
