@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"xmppgw/stanza"
 )
 
 // benchSession is a component session over loopback TCP to a fake server that
@@ -51,7 +53,7 @@ func benchSession(b *testing.B) *Session {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := Config{Mode: "component", Domain: testDomain, Secret: testSecret, Keepalive: time.Hour}
+	cfg := Config{Mode: stanza.ModeComponent, Domain: testDomain, Secret: testSecret, Keepalive: time.Hour}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s, err := open(ctx, cfg, newRecorder(), c)

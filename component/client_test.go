@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"xmppgw/stanza"
 )
 
 // streamStart reads tokens up to the next start element (a stream header).
@@ -64,7 +66,7 @@ func (f *fakeServer) c2sNegotiate(password string) bool {
 
 func clientConfig(t *testing.T) Config {
 	cfg := testConfig(t)
-	cfg.Mode = "client"
+	cfg.Mode = stanza.ModeClient
 	cfg.JID = "bot@example.org/gw"
 	cfg.Password = "pw"
 	cfg.TLS = "disabled"

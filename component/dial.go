@@ -24,6 +24,8 @@ import (
 	"mellium.im/xmpp/disco/info"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
+
+	"xmppgw/stanza"
 )
 
 // Dial dials cfg.Server, negotiates the stream (ctx bounds only the dial and
@@ -31,7 +33,7 @@ import (
 // keepalive. A refused secret or password yields an error wrapping ErrAuth, a
 // domain the server does not know one wrapping ErrHostUnknown.
 func Dial(ctx context.Context, cfg Config, in Inbound) (*Session, error) {
-	if cfg.Mode != "component" && cfg.Mode != "client" {
+	if !cfg.Mode.Valid() {
 		return nil, fmt.Errorf("component: unknown mode %q (want component or client)", cfg.Mode)
 	}
 	var d net.Dialer
@@ -60,7 +62,7 @@ func open(ctx context.Context, cfg Config, in Inbound, conn net.Conn) (*Session,
 		log = slog.New(slog.DiscardHandler)
 	}
 	switch cfg.Mode {
-	case "component":
+	case stanza.ModeComponent:
 		addr, err := jid.Parse(cfg.Domain)
 		if err != nil || addr.Localpart() != "" || addr.Resourcepart() != "" {
 			return nil, fmt.Errorf("component: bad component domain %q", cfg.Domain)
@@ -81,7 +83,7 @@ func open(ctx context.Context, cfg Config, in Inbound, conn net.Conn) (*Session,
 		s.initPing(s.self, s.self)
 		s.start()
 		return s, nil
-	case "client":
+	case stanza.ModeClient:
 		return openClient(ctx, cfg, in, log, conn)
 	default:
 		return nil, fmt.Errorf("component: unknown mode %q (want component or client)", cfg.Mode)

@@ -176,7 +176,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 func testConfig(t *testing.T) Config {
 	return Config{
-		Mode:      "component",
+		Mode:      stanza.ModeComponent,
 		Server:    "pipe",
 		Domain:    testDomain,
 		Secret:    testSecret,

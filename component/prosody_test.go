@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"xmppgw/stanza"
 )
 
 // Tests against a running Prosody, only with XMPPGW_TEST_PROSODY=1. The
@@ -42,7 +44,7 @@ func prosodyComponentConfig(t *testing.T) Config {
 
 func prosodyClientConfig(t *testing.T) Config {
 	cfg := testConfig(t)
-	cfg.Mode = "client"
+	cfg.Mode = stanza.ModeClient
 	cfg.Server = prosodyEnv(t, "C2S", "127.0.0.1:5222")
 	cfg.JID = prosodyEnv(t, "JID", "bot@localhost")
 	cfg.Password = prosodyEnv(t, "PASSWORD", "botpw")

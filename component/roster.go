@@ -40,7 +40,7 @@ var rosterQuery = xml.Name{Space: stanza.NSRoster, Local: "query"}
 
 // rosterInbound returns the Inbound as a RosterInbound in client mode.
 func (s *Session) rosterInbound() (RosterInbound, bool) {
-	if s.cfg.Mode != "client" {
+	if s.cfg.Mode != stanza.ModeClient {
 		return nil, false
 	}
 	ri, ok := s.in.(RosterInbound)

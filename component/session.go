@@ -42,7 +42,7 @@ const DefaultKeepalive = 30 * time.Second
 
 // Config describes one stream.
 type Config struct {
-	Mode          string        // "component" | "client"
+	Mode          stanza.Mode   // stanza.ModeComponent | stanza.ModeClient
 	Server        string        // host:port dialled
 	Domain        string        // component mode: the component's domain
 	Secret        string        // component mode: XEP-0114 shared secret

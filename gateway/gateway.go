@@ -257,7 +257,7 @@ func (g *Gateway) encoderOptions(cfg *Config, addr string) stanza.Options {
 		MaxTextBytes:   cfg.Outbound.MaxTextBytes,
 		MaxStanzaBytes: cfg.Outbound.MaxStanzaBytes,
 	}
-	if cfg.XMPP.Mode == ModeClient {
+	if cfg.XMPP.Mode == stanza.ModeClient {
 		o.Mode = stanza.ModeClient
 		o.Account = addr
 	}

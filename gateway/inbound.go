@@ -140,7 +140,7 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 	}
 	cfg := in.g.cfg.Load()
 	key, route := cfg.AMQP.InQueue, routeDefault
-	if cfg.XMPP.Mode == ModeComponent {
+	if cfg.XMPP.Mode == stanza.ModeComponent {
 		if local, _, ok := strings.Cut(ev.To, "@"); ok {
 			if q, ok := cfg.Inbound.Routes[local]; ok {
 				key, route = q, local
@@ -242,7 +242,7 @@ func (in *inbound) sendRefusal(s *component.Session, r *refusal) bool {
 	default:
 	}
 	orig := stanza.Event{ID: r.id, From: r.from, To: r.to}
-	if s != r.sess && in.g.cfg.Load().XMPP.Mode == ModeClient {
+	if s != r.sess && in.g.cfg.Load().XMPP.Mode == stanza.ModeClient {
 		// Another stream of the account may have another resource: let
 		// the server stamp our address.
 		orig.To = ""

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"xmppgw/component"
+	"xmppgw/gateway/config"
 	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 )
@@ -57,7 +58,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 				return nil
 			}
 			if !connectedOnce && (errors.Is(err, component.ErrAuth) || errors.Is(err, component.ErrHostUnknown)) {
-				return fmt.Errorf("%w: xmpp: %w (check xmpp.domain and xmpp.secret, or xmpp.jid and xmpp.password, in %s and on the server)", ErrConfig, err, cfgName(cfg))
+				return fmt.Errorf("%w: xmpp: %w (check xmpp.domain and xmpp.secret, or xmpp.jid and xmpp.password, in %s and on the server)", ErrConfig, err, cfg.Name())
 			}
 			wait := bo.next()
 			if errors.Is(err, component.ErrConflict) {
@@ -69,7 +70,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 				}
 				standingBy = true
 			} else {
-				log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
+				log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", config.Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
 			}
 			if !sleep(ctx, wait) {
 				return nil
@@ -122,7 +123,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, connName("publisher", cfg), g.log) // queue scopes its logger
 		cancel()
 		if err == nil {
-			if err = p.Declare(g.topology(cfg)); err != nil {
+			if err = p.Declare(cfg.Topology()); err != nil {
 				_ = p.Close()
 				if errors.Is(err, queue.ErrTopology) {
 					return fmt.Errorf("%w: amqp: %w", ErrConfig, err)
@@ -134,7 +135,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 				return nil
 			}
 			wait := bo.next()
-			log.Warn("amqp connect failed", "url", queue.RedactURL(cfg.AMQP.URL), "err", Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
+			log.Warn("amqp connect failed", "url", queue.RedactURL(cfg.AMQP.URL), "err", config.Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
 			if !sleep(ctx, wait) {
 				return nil
 			}
@@ -154,7 +155,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		for {
 			select {
 			case <-p.Done():
-				log.Warn("amqp connection lost", "err", Redact(cfg, fmt.Sprint(p.Err())))
+				log.Warn("amqp connection lost", "err", config.Redact(cfg, fmt.Sprint(p.Err())))
 				break up
 			case <-ctx.Done():
 				break up
@@ -183,24 +184,6 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 	}
 }
 
-// topology is every queue the gateway declares.
-func (g *Gateway) topology(cfg *Config) queue.Topology {
-	t := queue.Topology{
-		OutQueue:        cfg.AMQP.OutQueue,
-		InQueue:         cfg.AMQP.InQueue,
-		DeadLetterQueue: cfg.AMQP.DeadLetterQueue,
-		QueueType:       cfg.AMQP.QueueType,
-	}
-	seen := map[string]bool{t.OutQueue: true, t.InQueue: true, t.DeadLetterQueue: true}
-	for _, q := range sortedValues(cfg.Inbound.Routes) {
-		if !seen[q] {
-			seen[q] = true
-			t.Extra = append(t.Extra, q)
-		}
-	}
-	return t
-}
-
 // pollDepth samples the depth of every queue of the topology.
 func (g *Gateway) pollDepth(ctx context.Context) {
 	const every = 5 * time.Second
@@ -208,8 +191,7 @@ func (g *Gateway) pollDepth(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if p := g.publisher.get(); p != nil {
-			topo := g.topology(g.cfg.Load())
-			for _, q := range append([]string{topo.OutQueue, topo.InQueue, topo.DeadLetterQueue}, topo.Extra...) {
+			for _, q := range g.cfg.Load().Topology().Queues() {
 				if n, _, err := p.QueueDepth(q); err == nil {
 					g.metrics.QueueDepth.WithLabelValues(q).Set(float64(n))
 				}
@@ -241,11 +223,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func connName(role string, cfg *Config) string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("xmppgw %s %s %s/%d", role, cfg.AMQP.OutQueue, host, os.Getpid())
-}
-
-func cfgName(cfg *Config) string {
-	if cfg.File == "" {
-		return "the configuration"
-	}
-	return cfg.File
 }

@@ -124,7 +124,7 @@ func (o *outbound) run(ctx context.Context) error {
 			URL:      cfg.AMQP.URL,
 			Queue:    cfg.AMQP.OutQueue,
 			Prefetch: cfg.AMQP.Prefetch,
-			Topology: o.g.topology(cfg),
+			Topology: cfg.Topology(),
 			Logger:   o.g.log, // queue scopes its logger
 			Name:     connName("consumer", cfg),
 		})

@@ -259,7 +259,7 @@ func newPresence(g *Gateway, cfg *Config) (*presence, error) {
 		now:      time.Now,
 	}
 	p.emit = g.in.offerEvent
-	if cfg.XMPP.Mode != ModeComponent {
+	if cfg.XMPP.Mode != stanza.ModeComponent {
 		if j, err := jid.Parse(cfg.XMPP.JID); err == nil {
 			p.self = j.Bare().String()
 		}

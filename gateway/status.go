@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"xmppgw/stanza"
 )
 
 // The status page: GET / is one self-contained HTML page (inline CSS and
@@ -60,7 +62,7 @@ func (g *Gateway) routesStatus(mux *http.ServeMux) {
 // JID.
 type statusDoc struct {
 	Version  string      `json:"version"`
-	Mode     string      `json:"mode"`
+	Mode     stanza.Mode `json:"mode"`
 	XMPP     xmppInfo    `json:"xmpp"`
 	Queues   queueInfo   `json:"queues"`
 	Started  *time.Time  `json:"started,omitempty"` // nil while not recording
@@ -167,13 +169,13 @@ func (g *Gateway) status(now time.Time, sinceMs int64) *statusDoc {
 		Interval: historyEvery.Seconds(),
 		Window:   historyLen,
 	}
-	if cfg.XMPP.Mode == ModeClient {
+	if cfg.XMPP.Mode == stanza.ModeClient {
 		d.XMPP.Address = ""
 		if j, err := jid.Parse(cfg.XMPP.JID); err == nil {
 			d.XMPP.Address = j.Domainpart() // the account itself stays off the page
 		}
 	}
-	d.Queues.Routes = sortedValues(cfg.Inbound.Routes)
+	d.Queues.Routes = cfg.RouteQueues()
 	d.Current.Connected = linkState{XMPP: g.sess.get() != nil, AMQP: g.publisher.get() != nil}
 	d.Current.Depth = num(math.NaN())
 	d.Current.LagP95, d.Current.LagMean, d.Current.BarrierP95 = num(math.NaN()), num(math.NaN()), num(math.NaN())

@@ -12,14 +12,19 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// Mode says which kind of XMPP stream the stanzas are written to.
-type Mode int
+// Mode says which kind of XMPP stream the gateway owns. Its values are
+// those of the config key xmpp.mode; the component package and the gateway
+// use the same type.
+type Mode string
 
 // The stream modes.
 const (
-	ModeComponent Mode = iota // XEP-0114 component, namespace jabber:component:accept
-	ModeClient                // c2s client, namespace jabber:client
+	ModeComponent Mode = "component" // XEP-0114 component, namespace jabber:component:accept
+	ModeClient    Mode = "client"    // c2s client, namespace jabber:client
 )
+
+// Valid reports whether m is one of the modes.
+func (m Mode) Valid() bool { return m == ModeComponent || m == ModeClient }
 
 // DefaultMaxTextBytes is the bound on text used when Options.MaxTextBytes is 0.
 const DefaultMaxTextBytes = 65536
@@ -37,7 +42,7 @@ const (
 
 // Options configure an Encoder.
 type Options struct {
-	Mode         Mode
+	Mode         Mode   // "" = ModeComponent
 	Domain       string // component mode: the component's domain, e.g. gw.example.org
 	Account      string // client mode: the account's JID as bound (full JID); the only allowed `from` (bare or full form of it)
 	DefaultFrom  string // component mode: localpart used when an item names no sender ("" = the domain itself)
@@ -68,6 +73,9 @@ type Encoder struct {
 
 // NewEncoder validates o and returns an Encoder.
 func NewEncoder(o Options) (*Encoder, error) {
+	if o.Mode == "" {
+		o.Mode = ModeComponent
+	}
 	e := &Encoder{o: o, maxText: o.MaxTextBytes, defaultType: o.DefaultType}
 	if e.maxText == 0 {
 		e.maxText = DefaultMaxTextBytes
@@ -116,7 +124,7 @@ func NewEncoder(o Options) (*Encoder, error) {
 		e.accountFull = j.String()
 		e.accountBare = j.Bare().String()
 	default:
-		return nil, fmt.Errorf("stanza: unknown Mode %d", o.Mode)
+		return nil, fmt.Errorf("stanza: unknown Mode %q", o.Mode)
 	}
 	return e, nil
 }

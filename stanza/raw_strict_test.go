@@ -85,11 +85,11 @@ func TestRawNamespaceStrict(t *testing.T) {
 			out, _, err := e.Append(dst, rawItem(tc.stanza), Meta{MessageID: "m"})
 			var ie *ItemError
 			if !errors.As(err, &ie) {
-				t.Errorf("%d (mode %d): accepted %s\n  as %s", i, mode, tc.stanza, out[3:])
+				t.Errorf("%d (mode %s): accepted %s\n  as %s", i, mode, tc.stanza, out[3:])
 				break
 			}
 			if ie.Reason != tc.reason {
-				t.Errorf("%d (mode %d): %v, want %s", i, mode, ie, tc.reason)
+				t.Errorf("%d (mode %s): %v, want %s", i, mode, ie, tc.reason)
 			}
 			if len(out) != 3 {
 				t.Errorf("%d: dst changed", i)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"xmppgw/gateway"
+	"xmppgw/gateway/config"
 )
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -72,8 +73,8 @@ func reload(g *gateway.Gateway, path string, log *slog.Logger) {
 }
 
 // newLogger builds the process logger from the log section.
-func newLogger(w io.Writer, c gateway.LogConfig, level *slog.LevelVar) *slog.Logger {
-	level.Set(gateway.ParseLevel(c.Level))
+func newLogger(w io.Writer, c config.LogConfig, level *slog.LevelVar) *slog.Logger {
+	level.Set(config.ParseLevel(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

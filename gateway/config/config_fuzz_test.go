@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"encoding/json"
@@ -25,7 +25,7 @@ const (
 // LoadConfig never panics, and neither its error nor any printed form of the
 // config it returns contains a secret.
 func FuzzLoadConfig(f *testing.F) {
-	files, _ := filepath.Glob("../configs/*.yaml")
+	files, _ := filepath.Glob("../../configs/*.yaml")
 	for _, p := range files {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b, "", "guest", "", "127.0.0.1:5672/")
@@ -53,7 +53,7 @@ func FuzzLoadConfig(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := LoadConfig(path)
+		cfg, err := Load(path)
 		leak := func(what, s string) {
 			l := strings.ToLower(s)
 			for _, secret := range []string{fuzzSecret, fuzzPassword, fuzzURLPass} {

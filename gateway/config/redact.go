@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"encoding/json"
@@ -14,8 +14,9 @@ import (
 	"xmppgw/queue"
 )
 
-// The secrets of a configuration are xmpp.secret, xmpp.password and the
-// password of amqp.url. They are redacted in three layers:
+// The secrets of a configuration are the keys with a secret kind in keys.go:
+// xmpp.secret, xmpp.password and the password of amqp.url. They are
+// redacted in three layers:
 //
 //   - printing: Config, XMPPConfig and AMQPConfig format themselves (fmt's
 //     %v, %+v, %s and %#v, slog, JSON, a panic) and Redacted with every
@@ -40,18 +41,21 @@ const minSecretLen = 4
 // JSON), and amqp.url itself by its redacted form. Use it on any text that
 // may quote a secret before logging or returning it, e.g.
 //
-//	log.Warn("connect failed", "err", gateway.Redact(cfg, err.Error()))
+//	log.Warn("connect failed", "err", config.Redact(cfg, err.Error()))
 //
 // A nil cfg returns s unchanged.
 func Redact(cfg *Config, s string) string {
 	if cfg == nil || s == "" {
 		return s
 	}
-	if u := cfg.AMQP.URL; u != "" {
-		r := redactedURL(u)
-		s = strings.ReplaceAll(s, u, r)
-		if q := quoteInner(u); q != u {
-			s = strings.ReplaceAll(s, q, r)
+	cv := reflect.ValueOf(cfg).Elem()
+	for _, sk := range secretKeys() {
+		if u := sk.field(cv).String(); sk.secret == secretURLPassword && u != "" {
+			r := redactedURL(u)
+			s = strings.ReplaceAll(s, u, r)
+			if q := quoteInner(u); q != u {
+				s = strings.ReplaceAll(s, q, r)
+			}
 		}
 	}
 	for _, secret := range cfg.secretForms() {
@@ -79,10 +83,17 @@ func (c *Config) secretForms() []string {
 			}
 		}
 	}
-	add(c.XMPP.Secret)
-	add(c.XMPP.Password)
-	for _, s := range urlSecrets(c.AMQP.URL) {
-		add(s)
+	cv := reflect.ValueOf(c).Elem()
+	for _, sk := range secretKeys() {
+		v := sk.field(cv).String()
+		switch sk.secret {
+		case secretValue:
+			add(v)
+		case secretURLPassword:
+			for _, s := range urlSecrets(v) {
+				add(s)
+			}
+		}
 	}
 	out := make([]string, 0, len(seen))
 	for s := range seen {
@@ -159,27 +170,44 @@ func jsonInner(s string) string {
 	return string(b[1 : len(b)-1])
 }
 
+// redactField replaces the secret in f, the settable field of sk.
+func redactField(sk *key, f reflect.Value) {
+	switch {
+	case sk.secret == secretURLPassword:
+		f.SetString(redactedURL(f.String()))
+	case f.String() != "":
+		f.SetString(redactedMark)
+	}
+}
+
+// redactSection replaces the secrets among the fields of sv, the settable
+// value of the section named section.
+func redactSection(section string, sv reflect.Value) {
+	for _, sk := range secretKeys() {
+		if sk.section() == section {
+			redactField(sk, sv.Field(sk.index[1]))
+		}
+	}
+}
+
 // redacted returns a copy of x with its secrets replaced.
 func (x XMPPConfig) redacted() XMPPConfig {
-	if x.Secret != "" {
-		x.Secret = redactedMark
-	}
-	if x.Password != "" {
-		x.Password = redactedMark
-	}
+	redactSection("xmpp", reflect.ValueOf(&x).Elem())
 	return x
 }
 
 // redacted returns a copy of a with the password of its URL replaced.
 func (a AMQPConfig) redacted() AMQPConfig {
-	a.URL = redactedURL(a.URL)
+	redactSection("amqp", reflect.ValueOf(&a).Elem())
 	return a
 }
 
 // redacted returns a copy of c with every secret replaced.
 func (c Config) redacted() Config {
-	c.XMPP = c.XMPP.redacted()
-	c.AMQP = c.AMQP.redacted()
+	cv := reflect.ValueOf(&c).Elem()
+	for _, sk := range secretKeys() {
+		redactField(sk, sk.field(cv))
+	}
 	return c
 }
 
@@ -249,7 +277,7 @@ func (c Config) String() string { return fmt.Sprintf("%+v", plainConfig(c.redact
 
 // GoString formats c with its secrets redacted (fmt's %#v).
 func (c Config) GoString() string {
-	return strings.Replace(fmt.Sprintf("%#v", plainConfig(c.redacted())), "gateway.plainConfig", "gateway.Config", 1)
+	return strings.Replace(fmt.Sprintf("%#v", plainConfig(c.redacted())), "config.plainConfig", "config.Config", 1)
 }
 
 // LogValue makes slog log c with its secrets redacted.
@@ -275,7 +303,7 @@ func (x XMPPConfig) String() string { return fmt.Sprintf("%+v", plainXMPPConfig(
 
 // GoString formats x with its secrets redacted.
 func (x XMPPConfig) GoString() string {
-	return strings.Replace(fmt.Sprintf("%#v", plainXMPPConfig(x.redacted())), "gateway.plainXMPPConfig", "gateway.XMPPConfig", 1)
+	return strings.Replace(fmt.Sprintf("%#v", plainXMPPConfig(x.redacted())), "config.plainXMPPConfig", "config.XMPPConfig", 1)
 }
 
 // LogValue makes slog log x with its secrets redacted.
@@ -293,7 +321,7 @@ func (a AMQPConfig) String() string { return fmt.Sprintf("%+v", plainAMQPConfig(
 
 // GoString formats a with the password of its URL redacted.
 func (a AMQPConfig) GoString() string {
-	return strings.Replace(fmt.Sprintf("%#v", plainAMQPConfig(a.redacted())), "gateway.plainAMQPConfig", "gateway.AMQPConfig", 1)
+	return strings.Replace(fmt.Sprintf("%#v", plainAMQPConfig(a.redacted())), "config.plainAMQPConfig", "config.AMQPConfig", 1)
 }
 
 // LogValue makes slog log a with the password of its URL redacted.

@@ -1,22 +1,20 @@
-package gateway
+package config
 
 import (
-	"bytes"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 )
 
 func TestConfigNewKeys(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, minimal))
+	cfg, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Outbound.MaxStanzaBytes != 245760 || cfg.AMQP.DeliveryLimit != 20 {
 		t.Fatalf("defaults: max_stanza_bytes %d, delivery_limit %d", cfg.Outbound.MaxStanzaBytes, cfg.AMQP.DeliveryLimit)
 	}
-	cfg, err = LoadConfig(writeConfig(t, minimal+"outbound:\n  max_stanza_bytes: 4096\namqp:\n  delivery_limit: 10000\n"))
+	cfg, err = Load(writeConfig(t, minimal+"outbound:\n  max_stanza_bytes: 4096\namqp:\n  delivery_limit: 10000\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +23,7 @@ func TestConfigNewKeys(t *testing.T) {
 	}
 	t.Setenv("XMPPGW_OUTBOUND_MAX_STANZA_BYTES", "16777216")
 	t.Setenv("XMPPGW_AMQP_DELIVERY_LIMIT", "1")
-	cfg, err = LoadConfig(writeConfig(t, minimal))
+	cfg, err = Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +57,7 @@ func TestConfigNewKeysInvalid(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			p := writeConfig(t, minimal+tc.body)
-			_, err := LoadConfig(p)
+			_, err := Load(p)
 			if err == nil || !errors.Is(err, ErrConfig) {
 				t.Fatalf("%d: err = %v", i, err)
 			}
@@ -70,26 +68,30 @@ func TestConfigNewKeysInvalid(t *testing.T) {
 	}
 }
 
-// Both new keys apply on SIGHUP without a restart.
-func TestReloadNewKeysLive(t *testing.T) {
-	var logs bytes.Buffer
-	body := quietConfig(t)
-	g := testGateway(t, body, Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	next, err := LoadConfig(writeConfig(t, body+"outbound:\n  max_stanza_bytes: 65536\namqp:\n  delivery_limit: 3\n"))
+// The live set derived from the table of keys is the one the gateway has
+// always reloaded, and every key reaches Unmarshal from its variable.
+func TestKeysTable(t *testing.T) {
+	want := "amqp.delivery_limit,outbound.default_type,outbound.max_text_bytes,outbound.rate,outbound.max_stanza_bytes," +
+		"inbound.routes,presence.subscriptions,presence.status,log.level"
+	if got := strings.Join(LiveKeys(), ","); got != want {
+		t.Fatalf("live keys:\n got %s\nwant %s", got, want)
+	}
+	t.Setenv("XMPPGW_XMPP_TLS_SERVER_NAME", "srv.example.org")
+	t.Setenv("XMPPGW_PRESENCE_STATUS", "from env")
+	cfg, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.Reload(next)
-	cur := g.cfg.Load()
-	if cur.Outbound.MaxStanzaBytes != 65536 || cur.AMQP.DeliveryLimit != 3 {
-		t.Fatalf("after reload: max_stanza_bytes %d, delivery_limit %d", cur.Outbound.MaxStanzaBytes, cur.AMQP.DeliveryLimit)
+	if cfg.XMPP.TLSServerName != "srv.example.org" || cfg.Presence.Status != "from env" {
+		t.Fatalf("env: %+v", cfg)
 	}
-	if strings.Contains(logs.String(), "need a restart") {
-		t.Fatalf("reload asked for a restart:\n%s", logs.String())
+	cur, next := *cfg, *cfg
+	next.Presence.Status, next.XMPP.Server, next.Log.Level = "new", "127.0.0.1:1", "debug"
+	merged, applied, restart := Merge(&cur, &next)
+	if merged.Presence.Status != "new" || merged.Log.Level != "debug" || merged.XMPP.Server != cur.XMPP.Server {
+		t.Fatalf("merged: %+v", merged)
 	}
-	for _, k := range []string{"outbound.max_stanza_bytes", "amqp.delivery_limit"} {
-		if !strings.Contains(logs.String(), k) {
-			t.Errorf("the reload log does not name %s:\n%s", k, logs.String())
-		}
+	if strings.Join(applied, ",") != "presence.status,log.level" || strings.Join(restart, ",") != "xmpp.server" {
+		t.Fatalf("applied %v, restart %v", applied, restart)
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"xmppgw/stanza"
 )
 
 // TestConfigsDirectory loads every YAML file shipped in configs/.
 func TestConfigsDirectory(t *testing.T) {
-	files, err := filepath.Glob("../configs/*.yaml")
+	files, err := filepath.Glob("../../configs/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +22,7 @@ func TestConfigsDirectory(t *testing.T) {
 	}
 	for i, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			cfg, err := LoadConfig(f)
+			cfg, err := Load(f)
 			if err != nil {
 				t.Fatalf("%d: %s: %v", i, f, err)
 			}
@@ -42,34 +44,12 @@ func writeConfig(t *testing.T, body string) string {
 
 const minimal = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
 
-// testGateway builds a gateway (not running) from a whole YAML config, with
-// the given dependencies, and closes its store when the test ends.
-func testGateway(t *testing.T, body string, deps Deps) *Gateway {
-	t.Helper()
-	cfg, err := LoadConfig(writeConfig(t, body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.pres.close)
-	return g
-}
-
-// quietConfig is minimal with the HTTP listener off and the presence store
-// in a temporary directory.
-func quietConfig(t *testing.T) string {
-	return minimal + "http:\n  listen: \"\"\npresence:\n  store: " + t.TempDir() + "/p.db\n"
-}
-
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, minimal))
+	cfg, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.XMPP.Mode != ModeComponent || cfg.XMPP.Keepalive != 30*time.Second ||
+	if cfg.XMPP.Mode != stanza.ModeComponent || cfg.XMPP.Keepalive != 30*time.Second ||
 		cfg.AMQP.OutQueue != "xmpp-out" || cfg.AMQP.Prefetch != 1000 ||
 		cfg.Outbound.MaxTextBytes != 65536 || cfg.HTTP.Listen != "127.0.0.1:9465" {
 		t.Fatalf("defaults not applied: %+v", cfg)
@@ -82,7 +62,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 	t.Setenv("XMPPGW_AMQP_PREFETCH", "77")
 	t.Setenv("XMPPGW_XMPP_KEEPALIVE", "5s")
 	t.Setenv("XMPPGW_UNRELATED_THING", "ignored")
-	cfg, err := LoadConfig(writeConfig(t, minimal))
+	cfg, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +74,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 
 func TestConfigRoutesFromEnv(t *testing.T) {
 	t.Setenv("XMPPGW_INBOUND_ROUTES", "shop=q.shop, support = q.support")
-	cfg, err := LoadConfig(writeConfig(t, minimal))
+	cfg, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +82,7 @@ func TestConfigRoutesFromEnv(t *testing.T) {
 		t.Fatalf("routes = %v", cfg.Inbound.Routes)
 	}
 	t.Setenv("XMPPGW_INBOUND_ROUTES", "shop")
-	if _, err := LoadConfig(writeConfig(t, minimal)); err == nil || !strings.Contains(err.Error(), "inbound.routes") {
+	if _, err := Load(writeConfig(t, minimal)); err == nil || !strings.Contains(err.Error(), "inbound.routes") {
 		t.Fatalf("bad routes: %v", err)
 	}
 }
@@ -128,7 +108,7 @@ func TestConfigInvalid(t *testing.T) {
 		11: {minimal + "xmpp_typo:\n  x: 1\n", []string{"xmpp_typo.x"}},
 	} {
 		p := writeConfig(t, tc.body)
-		_, err := LoadConfig(p)
+		_, err := Load(p)
 		if err == nil {
 			t.Errorf("%d: want an error", i)
 			continue
@@ -152,7 +132,7 @@ func TestConfigInvalid(t *testing.T) {
 }
 
 func TestConfigRedacted(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, minimal))
+	cfg, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,14 +147,14 @@ func TestConfigRedacted(t *testing.T) {
 }
 
 func TestDiffConfig(t *testing.T) {
-	a, err := LoadConfig(writeConfig(t, minimal))
+	a, err := Load(writeConfig(t, minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := *a
 	b.Outbound.Rate = 5
 	b.XMPP.Server = "127.0.0.1:1"
-	got := strings.Join(diffConfig(a, &b), ",")
+	got := strings.Join(Diff(a, &b), ",")
 	if got != "xmpp.server,outbound.rate" {
 		t.Fatalf("diff = %q", got)
 	}

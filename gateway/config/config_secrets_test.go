@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"bytes"
@@ -84,7 +84,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := token(i)
 			path := setupSecretCase(t, i, tc)
-			cfg, err := LoadConfig(path)
+			cfg, err := Load(path)
 			if tc.ok != (err == nil) {
 				t.Fatalf("%d: LoadConfig: err = %v, want ok = %v", i, err, tc.ok)
 			}
@@ -160,7 +160,7 @@ func printedConfig(t *testing.T, cfg *Config) map[string]string {
 
 // A panic with a config as its value prints it with String.
 func TestConfigPanicRedacted(t *testing.T) {
-	cfg, err := LoadConfig(writeConfig(t, "xmpp:\n  domain: gw.example.org\n  secret: Qz8PanicSecret\namqp:\n  url: amqp://u:Qz8PanicPass@h/\n"))
+	cfg, err := Load(writeConfig(t, "xmpp:\n  domain: gw.example.org\n  secret: Qz8PanicSecret\namqp:\n  url: amqp://u:Qz8PanicPass@h/\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

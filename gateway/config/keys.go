@@ -1,0 +1,270 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"xmppgw/queue"
+	"xmppgw/stanza"
+)
+
+// A key is defined once, here: its type is its field's in Config (found by
+// the mapstructure tag), and its row in keys holds everything else. The
+// defaults, the environment variables, the live set of a reload, the
+// secrets that redaction hides and the per-key validation are all derived
+// from this table. A key without a row (or a row without a field) panics at
+// start.
+type key struct {
+	name   string // section.key, as in the YAML file
+	def    any    // default value
+	live   bool   // Reload applies it without a restart
+	secret secretKind
+	// mode, if set, limits the key to one xmpp.mode: it is checked only in
+	// that mode, and required there when required is set (every required
+	// key belongs to a mode).
+	mode     stanza.Mode
+	required bool
+	// optional lets the zero value (usually "": off) pass check.
+	optional bool
+	// check validates the value; its message never quotes a secret.
+	// Checks that involve several keys are in validate.go.
+	check func(v reflect.Value) error
+
+	index []int // the field in Config (filled in by init)
+}
+
+// secretKind says how a key holds a secret.
+type secretKind int
+
+const (
+	notSecret secretKind = iota
+	secretValue
+	secretURLPassword // a URL whose password is secret; the rest may be shown
+)
+
+// keys lists every key in the order of the Config fields.
+var keys = []key{
+	{name: "xmpp.mode", def: stanza.ModeComponent, check: oneOf(string(stanza.ModeComponent), string(stanza.ModeClient))},
+	{name: "xmpp.server", def: "127.0.0.1:5347", check: hostPort},
+	{name: "xmpp.domain", def: "", mode: stanza.ModeComponent, required: true, check: domainJID},
+	{name: "xmpp.secret", def: "", secret: secretValue, mode: stanza.ModeComponent, required: true},
+	{name: "xmpp.jid", def: "", mode: stanza.ModeClient, required: true, check: accountJID},
+	{name: "xmpp.password", def: "", secret: secretValue, mode: stanza.ModeClient, required: true},
+	{name: "xmpp.tls", def: "required", mode: stanza.ModeClient, check: oneOf("required", "disabled")},
+	{name: "xmpp.tls_ca", def: "", mode: stanza.ModeClient, optional: true, check: fileExists},
+	{name: "xmpp.tls_server_name", def: ""},
+	{name: "xmpp.default_from", def: "notices", mode: stanza.ModeComponent, required: true, check: localpart},
+	{name: "xmpp.keepalive", def: "30s", check: atLeast(time.Second)},
+
+	{name: "amqp.url", def: "amqp://guest:guest@127.0.0.1:5672/", secret: secretURLPassword, check: amqpURL},
+	{name: "amqp.out_queue", def: "xmpp-out", check: queueName},
+	{name: "amqp.in_queue", def: "xmpp-in", check: queueName},
+	{name: "amqp.dead_letter_queue", def: "xmpp-out.dead", check: queueName},
+	{name: "amqp.queue_type", def: "classic", check: oneOf("classic", "quorum")},
+	{name: "amqp.prefetch", def: 1000, check: intRange(1, 65535)},
+	// The delivery limit is read per item.
+	{name: "amqp.delivery_limit", def: DefaultDeliveryLimit, live: true, check: intRange(1, MaxDeliveryLimit)},
+
+	{name: "outbound.default_type", def: "chat", live: true, check: oneOf("chat", "normal", "headline", "groupchat")},
+	{name: "outbound.max_text_bytes", def: 65536, live: true, check: positive},
+	{name: "outbound.rate", def: 0.0, live: true, check: notNegative},
+	// The stanza bound is read per item.
+	{name: "outbound.max_stanza_bytes", def: DefaultMaxStanzaBytes, live: true, check: intRange(MinMaxStanzaBytes, MaxMaxStanzaBytes)},
+
+	// Each route is checked in validate.go (its key names the localpart).
+	{name: "inbound.routes", def: map[string]string{}, live: true},
+
+	{name: "presence.subscriptions", def: "auto", live: true, check: oneOf("auto", "forward", "deny")},
+	{name: "presence.status", def: "", live: true},
+	{name: "presence.store", def: "./data/xmppgw.db", mode: stanza.ModeComponent, required: true},
+
+	{name: "http.listen", def: "127.0.0.1:9465", optional: true, check: hostPort}, // "" disables
+
+	{name: "log.level", def: "info", live: true, check: oneOf("debug", "info", "warn", "error")},
+	{name: "log.format", def: "text", check: oneOf("text", "json")},
+}
+
+// keyByName indexes keys.
+var keyByName = map[string]*key{}
+
+func init() {
+	t := reflect.TypeFor[Config]()
+	fields := map[string][]int{}
+	for i := range t.NumField() {
+		sec := t.Field(i).Tag.Get("mapstructure")
+		if sec == "" || sec == "-" {
+			continue
+		}
+		st := t.Field(i).Type
+		for j := range st.NumField() {
+			fields[sec+"."+st.Field(j).Tag.Get("mapstructure")] = []int{i, j}
+		}
+	}
+	for i := range keys {
+		k := &keys[i]
+		idx, ok := fields[k.name]
+		if !ok {
+			panic("config: key " + k.name + " has no field in Config")
+		}
+		k.index = idx
+		keyByName[k.name] = k
+		delete(fields, k.name)
+	}
+	for name := range fields {
+		panic("config: field " + name + " has no row in keys")
+	}
+}
+
+// section is the part of a key's name before the dot.
+func (k *key) section() string {
+	sec, _, _ := strings.Cut(k.name, ".")
+	return sec
+}
+
+// leaf is the part of a key's name after the dot.
+func (k *key) leaf() string {
+	_, leaf, _ := strings.Cut(k.name, ".")
+	return leaf
+}
+
+// field returns k's field of c (settable when c is addressable).
+func (k *key) field(c reflect.Value) reflect.Value { return c.FieldByIndex(k.index) }
+
+// secretKeys are the names of the keys that hold secrets.
+func secretKeys() []*key {
+	var out []*key
+	for i := range keys {
+		if keys[i].secret != notSecret {
+			out = append(out, &keys[i])
+		}
+	}
+	return out
+}
+
+// LiveKeys are the keys that Reload applies without a restart.
+func LiveKeys() []string {
+	var out []string
+	for _, k := range keys {
+		if k.live {
+			out = append(out, k.name)
+		}
+	}
+	return out
+}
+
+// The checks of single values. Each returns an error whose message follows
+// the key's name; none quotes a secret.
+
+func str(v reflect.Value) string { return v.String() }
+
+func oneOf(vals ...string) func(reflect.Value) error {
+	want := vals[0]
+	if n := len(vals); n > 1 {
+		want = strings.Join(vals[:n-1], ", ") + " or " + vals[n-1]
+	}
+	return func(v reflect.Value) error {
+		for _, ok := range vals {
+			if str(v) == ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q: want %s", str(v), want)
+	}
+}
+
+func intRange(lo, hi int) func(reflect.Value) error {
+	return func(v reflect.Value) error {
+		if n := int(v.Int()); n < lo || n > hi {
+			return fmt.Errorf("%d: want %d to %d", n, lo, hi)
+		}
+		return nil
+	}
+}
+
+func positive(v reflect.Value) error {
+	if v.Int() < 1 {
+		return fmt.Errorf("%d: must be positive", v.Int())
+	}
+	return nil
+}
+
+func notNegative(v reflect.Value) error {
+	if v.Float() < 0 {
+		return fmt.Errorf("%v: must be 0 (unlimited) or positive", v.Float())
+	}
+	return nil
+}
+
+func atLeast(min time.Duration) func(reflect.Value) error {
+	return func(v reflect.Value) error {
+		if d := time.Duration(v.Int()); d < min {
+			return fmt.Errorf("%s: must be at least %s", d, min)
+		}
+		return nil
+	}
+}
+
+func hostPort(v reflect.Value) error {
+	if _, _, err := net.SplitHostPort(str(v)); err != nil {
+		return fmt.Errorf("%q is not host:port", str(v))
+	}
+	return nil
+}
+
+func domainJID(v reflect.Value) error {
+	if j, err := jid.Parse(str(v)); err != nil || j.Localpart() != "" || j.Resourcepart() != "" {
+		return fmt.Errorf("%q is not a domain", str(v))
+	}
+	return nil
+}
+
+func accountJID(v reflect.Value) error {
+	if j, err := jid.Parse(str(v)); err != nil || j.Localpart() == "" {
+		return fmt.Errorf("%q is not an account JID (local@domain[/resource])", str(v))
+	}
+	return nil
+}
+
+func localpart(v reflect.Value) error {
+	if !validLocalpart(str(v)) {
+		return fmt.Errorf("%q is not a valid localpart", str(v))
+	}
+	return nil
+}
+
+func validLocalpart(s string) bool {
+	j, err := jid.New(s, "example.org", "")
+	return err == nil && j.Localpart() == s
+}
+
+func fileExists(v reflect.Value) error {
+	if _, err := os.Stat(str(v)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// amqpURL checks amqp.url with queue.CheckURL, whose errors quote no part of
+// the URL.
+func amqpURL(v reflect.Value) error {
+	if err := queue.CheckURL(str(v)); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "queue: "))
+	}
+	return nil
+}
+
+func queueName(v reflect.Value) error {
+	if !validQueueName(str(v)) {
+		return errors.New("must be a queue name of 1 to 255 bytes")
+	}
+	return nil
+}
+
+func validQueueName(s string) bool { return s != "" && len(s) <= 255 }
