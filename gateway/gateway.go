@@ -19,6 +19,7 @@ import (
 
 	"xmppgw/component"
 	"xmppgw/gateway/metrics"
+	"xmppgw/gateway/presence"
 	"xmppgw/queue"
 	"xmppgw/stanza"
 )
@@ -49,7 +50,7 @@ type Gateway struct {
 
 	in   *inbound
 	out  *outbound
-	pres *presence
+	pres *presence.Service
 	hist atomic.Pointer[history] // the status page's samples while Run runs
 
 	httpLn   net.Listener
@@ -87,13 +88,13 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	g.in = newInbound(g)
 	g.out = newOutbound(g)
 	var err error
-	if g.pres, err = newPresence(g, cfg); err != nil {
+	if g.pres, err = g.newPresence(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
-			g.pres.close()
+			g.pres.Close()
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
 		g.httpLn = ln
@@ -144,7 +145,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	defer g.pres.close()
+	defer g.pres.Close()
 
 	// Each actor gets its own context so that the stop runs in order:
 	// outbound drains first, then presence says goodbye, then the inbound
@@ -161,7 +162,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	links.Go(func() error { return g.runPublisher(linksCtx) })
 	links.Go(func() error { g.pollDepth(linksCtx); return nil })
 	links.Go(func() error { g.recordHistory(linksCtx); return nil })
-	links.Go(func() error { return g.pres.run(linksCtx) })
+	links.Go(func() error { return g.pres.Run(linksCtx) })
 	if g.httpLn != nil {
 		links.Go(func() error { return g.serveHTTP(linksCtx) })
 	}
@@ -182,7 +183,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := <-outDone; err != nil && !errors.Is(err, context.Canceled) {
 		fatal = errors.Join(fatal, err)
 	}
-	g.pres.goodbye()
+	g.pres.Goodbye()
 	stopIn()
 	if err := <-inDone; err != nil && !errors.Is(err, context.Canceled) {
 		fatal = errors.Join(fatal, err)

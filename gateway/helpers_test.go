@@ -29,7 +29,7 @@ func testGateway(t *testing.T, body string, deps Deps) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(g.pres.close)
+	t.Cleanup(g.pres.Close)
 	return g
 }
 

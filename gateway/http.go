@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"mellium.im/xmpp/jid"
 )
 
 // handler serves the gateway's HTTP endpoints.
@@ -60,4 +62,22 @@ func (g *Gateway) serveHTTPWith(ctx context.Context, ln *connLimiter, lim httpLi
 		}
 		return err
 	}
+}
+
+// routesPresence adds GET /v1/presence/{jid}: whether the contact is online
+// as far as the gateway knows (it only learns the presence of contacts it
+// is subscribed to). An unknown JID answers online:false like a known one
+// that is offline, so the endpoint does not tell who is a contact; the
+// answer is not cached, and nothing about the JID reaches the metrics.
+func (g *Gateway) routesPresence(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/presence/{jid}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		j, err := jid.Parse(r.PathValue("jid"))
+		if err != nil || j.Localpart() == "" && j.Domainpart() == "" {
+			http.Error(w, "invalid JID", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(g.pres.Lookup(j.Bare().String()))
+	})
 }

@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"xmppgw/component"
+	"xmppgw/gateway/internal/lograte"
 	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 	"xmppgw/stanza"
@@ -47,7 +48,7 @@ type inbound struct {
 	ch    chan inItem
 	ids   atomic.Uint64
 	idPfx string
-	warn  sampler
+	warn  lograte.Sampler
 	bytes atomic.Int64  // size of the events buffered or awaiting a confirm
 	space chan struct{} // signalled when room is freed in the buffer
 	wait  time.Duration // how long a full buffer holds the reader: backpressureWait
@@ -218,7 +219,7 @@ func (in *inbound) close() {
 // the next one if there is none (refusalBacklog).
 func (in *inbound) refuse(s *component.Session, ev *stanza.Event, reason string) {
 	in.g.metrics.InboundRefused.WithLabelValues(reason).Inc()
-	if in.warn.ok() {
+	if in.warn.OK() {
 		in.log.Warn("inbound message refused", "reason", reason, "kind", ev.Kind, "id", ev.ID)
 	}
 	if ev.Kind != "message" || s == nil {
@@ -312,14 +313,4 @@ func (b *refusalBacklog) len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.rs)
-}
-
-// sampler allows one log line per second, so that a flood of refusals does
-// not flood the log too (the metrics count every one).
-type sampler struct{ last atomic.Int64 }
-
-func (s *sampler) ok() bool {
-	now := time.Now().UnixNano()
-	last := s.last.Load()
-	return now-last >= int64(time.Second) && s.last.CompareAndSwap(last, now)
 }

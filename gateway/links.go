@@ -87,7 +87,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
 		g.sess.set(s)
 		g.in.online(s)
-		g.pres.online(s)
+		g.pres.Online(s)
 
 		select {
 		case <-s.Done():

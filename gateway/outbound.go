@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"xmppgw/component"
+	"xmppgw/gateway/internal/lograte"
 	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 )
@@ -69,7 +70,7 @@ type outbound struct {
 	// suspect is the redelivered item written alone and not yet confirmed
 	// (0 if none): the one to blame if the server ends the stream now.
 	suspect uint64
-	dlWarn  sampler
+	dlWarn  lograte.Sampler
 }
 
 func newOutbound(g *Gateway) *outbound {

@@ -58,7 +58,7 @@ func (p *pipe) retryDeadLetter(j *deadLetter, now time.Time, why string) {
 	o := p.o
 	o.g.metrics.PublishFailures.WithLabelValues("dead_letter").Inc()
 	wait := p.dlBackoff.next()
-	if o.dlWarn.ok() {
+	if o.dlWarn.OK() {
 		o.log.Warn("dead letter not confirmed; its item stays unacked and the dead letter is published again",
 			"queue", p.dlq, "why", why, "retry_in", wait.Round(time.Millisecond), "message_id", j.d.MessageId)
 	}

@@ -255,7 +255,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	b.lastTag = d.DeliveryTag
 	p.taken++
 	if info.Kind == "presence" && o.g.pres != nil {
-		o.g.pres.sent(&info) // never blocks
+		o.g.pres.Sent(&info) // never blocks
 	}
 	if redo != nil {
 		b.keys = append(b.keys, key)

@@ -29,7 +29,9 @@ func (g *Gateway) Reload(next *Config) {
 // unroutable (a publisher that connects later declares them anyway).
 func (g *Gateway) onReload(old, cur *Config) {
 	g.out.reloaded(cur)
-	g.pres.reloaded(old, cur)
+	if old.Presence.Status != cur.Presence.Status {
+		g.pres.StatusChanged()
+	}
 	if !reflect.DeepEqual(old.Inbound.Routes, cur.Inbound.Routes) {
 		if p := g.publisher.get(); p != nil {
 			if err := p.Declare(cur.Topology()); err != nil {

@@ -1,9 +1,6 @@
-package gateway
+package presence
 
-import (
-	"xmppgw/component"
-	"xmppgw/stanza"
-)
+import "xmppgw/stanza"
 
 // Client mode: the roster gate.
 //
@@ -20,17 +17,13 @@ type rosterEntry struct {
 	subscription string // none, to, from, both, remove
 }
 
-// The gateway takes the roster in client mode.
-var _ component.RosterInbound = (*Gateway)(nil)
-
-// Roster implements component.RosterInbound: it runs on the XMPP read loop
-// and only hands the roster (full) or a roster push to the presence worker,
-// never blocking. Of a full roster only the contacts we are subscribed to
-// matter, so only those are queued. Component mode has no server roster:
-// the session never delivers one, and one would be ignored.
-func (g *Gateway) Roster(_ *component.Session, full bool, items []stanza.RosterItem) {
-	p := g.pres
-	if p == nil || p.st != nil {
+// Roster takes the account's roster (full) or a roster push from the XMPP
+// read loop and hands it to the presence worker, never blocking. Of a full
+// roster only the contacts we are subscribed to matter, so only those are
+// queued. Component mode has no server roster: the session never delivers
+// one, and one would be ignored.
+func (p *Service) Roster(full bool, items []stanza.RosterItem) {
+	if p.st != nil {
 		return
 	}
 	entries := make([]rosterEntry, 0, len(items))
@@ -47,19 +40,19 @@ func (g *Gateway) Roster(_ *component.Session, full bool, items []stanza.RosterI
 // a roster push to the presence worker. It never blocks; a full queue
 // drops it like any presence work. Entries past presenceMaxContacts are
 // ignored.
-func (p *presence) offerRoster(full bool, items []rosterEntry) {
+func (p *Service) offerRoster(full bool, items []rosterEntry) {
 	select {
 	case p.jobs <- presJob{op: opRoster, roster: items, full: full}:
 	default:
-		p.g.metrics.PresenceDropped.Inc()
-		if p.warn.ok() {
+		p.m.PresenceDropped.Inc()
+		if p.warn.OK() {
 			p.log.Warn("presence worker behind: roster dropped")
 		}
 	}
 }
 
 // applyRoster runs on the worker.
-func (p *presence) applyRoster(j *presJob) {
+func (p *Service) applyRoster(j *presJob) {
 	if j.full || p.roster == nil {
 		old := p.roster
 		p.roster = make(map[string]struct{}, min(len(j.roster), presenceMaxContacts))
@@ -90,7 +83,7 @@ func (p *presence) applyRoster(j *presJob) {
 }
 
 // addRoster applies entries over the known roster.
-func (p *presence) addRoster(items []rosterEntry) {
+func (p *Service) addRoster(items []rosterEntry) {
 	for _, it := range items {
 		j, ok := p.parseBare(it.jid)
 		if !ok {
@@ -113,13 +106,13 @@ func (p *presence) addRoster(items []rosterEntry) {
 }
 
 // parseBare normalises a JID to its bare form as tracked presence keys it.
-func (p *presence) parseBare(s string) (string, bool) {
+func (p *Service) parseBare(s string) (string, bool) {
 	a, ok := p.parse(&stanza.Presence{From: s})
 	return a.contact, ok
 }
 
 // rosterAllows reports whether presence from contact may be tracked.
-func (p *presence) rosterAllows(contact string) bool {
+func (p *Service) rosterAllows(contact string) bool {
 	if p.roster == nil {
 		return true // not known yet
 	}
@@ -129,7 +122,7 @@ func (p *presence) rosterAllows(contact string) bool {
 
 // dropContact forgets everything tracked of contact, publishing
 // unavailable for each resource that was available.
-func (p *presence) dropContact(contact string) {
+func (p *Service) dropContact(contact string) {
 	p.mu.Lock()
 	var locals []string
 	if c := p.contacts[contact]; c != nil {

@@ -1,10 +1,7 @@
-package gateway
+package presence
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +36,9 @@ func (w *presWriter) WriteWithBarrier(p []byte) (uint64, error) {
 	return w.seq, nil
 }
 
+// Notify is never signalled: Confirmed is always up to date.
+func (w *presWriter) Notify() <-chan struct{} { return nil }
+
 func (w *presWriter) Confirmed() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -56,8 +56,8 @@ func (w *presWriter) take() string {
 
 type presHarness struct {
 	t      *testing.T
-	g      *Gateway
-	p      *presence
+	set    *settings
+	p      *Service
 	w      *presWriter
 	mu     sync.Mutex
 	events []stanza.Event
@@ -75,10 +75,8 @@ const (
 
 func newPresHarness(t *testing.T, mode string) *presHarness {
 	t.Helper()
-	body := minimal + "http:\n  listen: \"\"\npresence:\n  subscriptions: " + mode +
-		"\n  status: " + tStatus + "\n  store: " + t.TempDir() + "/p.db\n"
-	g := testGateway(t, body, Deps{})
-	h := &presHarness{t: t, g: g, p: g.pres, w: &presWriter{}}
+	p, set := testService(t, stanza.ModeComponent, mode, nil)
+	h := &presHarness{t: t, set: set, p: p, w: &presWriter{}}
 	h.p.emit = func(ev *stanza.Event) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -141,7 +139,7 @@ func TestPresenceAutoSubscribe(t *testing.T) {
 	if !h.subscriber(tLocal, tAlice) || h.subscription(tLocal, tAlice) != subPending {
 		t.Fatal("subscriber or pending subscription not stored")
 	}
-	if v := testutil.ToFloat64(h.p.g.metrics.PresenceSubscribers); v != 1 {
+	if v := testutil.ToFloat64(h.p.m.PresenceSubscribers); v != 1 {
 		t.Errorf("subscribers gauge %v", v)
 	}
 	// asked again (e.g. the contact's server resends): approved again, no
@@ -267,7 +265,7 @@ func TestPresenceUnsubscribeBothWays(t *testing.T) {
 	if len(evs) != 1 || evs[0].Type != "unavailable" || evs[0].From != tAliceR {
 		t.Errorf("events %+v", evs)
 	}
-	if h.p.lookup(tAlice).Online {
+	if h.p.Lookup(tAlice).Online {
 		t.Error("still online")
 	}
 	// presence from a contact we are no longer subscribed to is ignored
@@ -298,7 +296,7 @@ func TestPresenceTracking(t *testing.T) {
 	h.in("subscribed", tAlice, tOther)
 	h.w.take()
 
-	online := func() float64 { return testutil.ToFloat64(h.g.metrics.ContactsOnline) }
+	online := func() float64 { return testutil.ToFloat64(h.p.m.ContactsOnline) }
 	h.inP(stanza.Presence{Type: "available", From: tAliceR, To: tLocal, Show: "away", Status: "lunch", Priority: 5})
 	evs := h.takeEvents()
 	if len(evs) != 1 || evs[0].Kind != "presence" || evs[0].Type != "available" || evs[0].From != tAliceR ||
@@ -320,7 +318,7 @@ func TestPresenceTracking(t *testing.T) {
 	}
 	h.in("available", tAliceR2, tLocal)
 	h.takeEvents()
-	ans := h.p.lookup(tAlice)
+	ans := h.p.Lookup(tAlice)
 	if !ans.Online || len(ans.Resources) != 2 || ans.Resources[0].Resource != "laptop" ||
 		ans.Resources[1].Resource != "phone" || ans.Resources[1].Show != "away" || ans.Resources[1].Priority != 5 {
 		t.Errorf("lookup %+v", ans)
@@ -339,13 +337,13 @@ func TestPresenceTracking(t *testing.T) {
 	if evs := h.takeEvents(); len(evs) != 1 || evs[0].From != tAliceR || evs[0].To != tLocal {
 		t.Errorf("events %+v", evs)
 	}
-	if !h.p.lookup(tAlice).Online { // still seen through tOther
+	if !h.p.Lookup(tAlice).Online { // still seen through tOther
 		t.Error("offline although available to another local JID")
 	}
 	h.in("unavailable", tAliceR, tOther)
 	h.takeEvents()
-	if h.p.lookup(tAlice).Online || online() != 0 {
-		t.Errorf("still online: %+v, gauge %v", h.p.lookup(tAlice), online())
+	if h.p.Lookup(tAlice).Online || online() != 0 {
+		t.Errorf("still online: %+v, gauge %v", h.p.Lookup(tAlice), online())
 	}
 	if len(h.p.contacts) != 0 {
 		t.Errorf("empty contact kept: %+v", h.p.contacts)
@@ -372,7 +370,7 @@ func TestPresenceReconnectSweep(t *testing.T) {
 	if len(evs) != 1 || evs[0].Type != "unavailable" || evs[0].From != tAliceR2 {
 		t.Errorf("events %+v", evs)
 	}
-	if ans := h.p.lookup(tAlice); len(ans.Resources) != 1 || ans.Resources[0].Resource != "phone" {
+	if ans := h.p.Lookup(tAlice); len(ans.Resources) != 1 || ans.Resources[0].Resource != "phone" {
 		t.Errorf("lookup %+v", ans)
 	}
 }
@@ -391,10 +389,7 @@ func TestPresenceGoodbyeAndReload(t *testing.T) {
 
 	h.p.handleCtl(ctlReq{op: ctlOnline, w: h.w})
 	h.w.take()
-	cur := *h.g.cfg.Load()
-	next := cur
-	next.Presence.Status = "new status"
-	h.g.cfg.Store(&next)
+	h.set.setStatus("new status")
 	h.p.handleCtl(ctlReq{op: ctlAnnounce, w: h.w})
 	got := h.w.take()
 	if strings.Count(got, "<status>new status</status>") != 2 || strings.Contains(got, "probe") {
@@ -406,8 +401,8 @@ func TestPresenceWorkerAndDrops(t *testing.T) {
 	h := newPresHarness(t, "auto")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.p.run(ctx) }()
-	h.p.offer(h.w, &stanza.Presence{Type: "subscribe", From: tAlice, To: tLocal})
+	go func() { done <- h.p.Run(ctx) }()
+	h.p.Offer(h.w, &stanza.Presence{Type: "subscribe", From: tAlice, To: tLocal})
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(h.w.take(), "subscribed") {
 		if time.Now().After(deadline) {
@@ -434,15 +429,15 @@ func TestPresenceWorkerAndDrops(t *testing.T) {
 
 	// the worker is stopped: the queue fills up and the rest is dropped
 	for range presenceQueue + 10 {
-		h.p.offer(h.w, &stanza.Presence{Type: "probe", From: tAlice, To: tLocal})
+		h.p.Offer(h.w, &stanza.Presence{Type: "probe", From: tAlice, To: tLocal})
 	}
-	if v := testutil.ToFloat64(h.g.metrics.PresenceDropped); v != 10 {
+	if v := testutil.ToFloat64(h.p.m.PresenceDropped); v != 10 {
 		t.Errorf("dropped %v, want 10", v)
 	}
 }
 
 // handleCtlVia runs goodbye through the worker with w as the session.
-func (p *presence) handleCtlVia(w presenceWriter) {
+func (p *Service) handleCtlVia(w Writer) {
 	done := make(chan struct{})
 	p.ctl <- ctlReq{op: ctlGoodbye, w: w, done: done}
 	<-done
@@ -451,12 +446,12 @@ func (p *presence) handleCtlVia(w presenceWriter) {
 func TestPresenceSentHook(t *testing.T) {
 	h := newPresHarness(t, "forward")
 	// messages and availability items are not subscription work
-	h.p.sent(&stanza.Info{Kind: "message"})
-	h.p.sent(&stanza.Info{Kind: "presence", PresenceType: "available", From: tLocal, To: tAlice})
+	h.p.Sent(&stanza.Info{Kind: "message"})
+	h.p.Sent(&stanza.Info{Kind: "presence", PresenceType: "available", From: tLocal, To: tAlice})
 	if len(h.p.jobs) != 0 {
 		t.Fatal("queued non-subscription work")
 	}
-	h.p.sent(&stanza.Info{Kind: "presence", PresenceType: "subscribed", From: tLocal, To: tAlice})
+	h.p.Sent(&stanza.Info{Kind: "presence", PresenceType: "subscribed", From: tLocal, To: tAlice})
 	if len(h.p.jobs) != 1 {
 		t.Fatal("subscribed item not queued")
 	}
@@ -467,81 +462,8 @@ func TestPresenceSentHook(t *testing.T) {
 	}
 }
 
-func TestPresenceEndpoint(t *testing.T) {
-	h := newPresHarness(t, "auto")
-	h.in("subscribe", tAlice, tLocal)
-	h.in("subscribed", tAlice, tLocal)
-	h.inP(stanza.Presence{Type: "available", From: tAliceR, To: tLocal, Show: "dnd", Status: "busy"})
-	mux := http.NewServeMux()
-	h.g.routesPresence(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := resp.Body.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		return resp.StatusCode, b.String()
-	}
-	for i, c := range []struct {
-		path   string
-		code   int
-		online bool
-	}{
-		{"/v1/presence/alice@example.org", 200, true},
-		{"/v1/presence/Alice@Example.org", 200, true},         // normalised
-		{"/v1/presence/alice@example.org%2Fphone", 200, true}, // a full JID asks for its bare one
-		{"/v1/presence/bob@example.org", 200, false},          // unknown is just offline
-		{"/v1/presence/a@b@c", 400, false},
-		{"/v1/presence/@example.org", 400, false},
-	} {
-		code, body := get(c.path)
-		if code != c.code {
-			t.Errorf("%d: %s: %d %s", i, c.path, code, body)
-			continue
-		}
-		if code != 200 {
-			continue
-		}
-		var ans presenceAnswer
-		if err := json.Unmarshal([]byte(body), &ans); err != nil {
-			t.Fatalf("%d: %v: %s", i, err, body)
-		}
-		if ans.Online != c.online {
-			t.Errorf("%d: %s: %s", i, c.path, body)
-		}
-		if c.online && (ans.JID != tAlice || len(ans.Resources) != 1 || ans.Resources[0].Show != "dnd" ||
-			ans.Resources[0].Status != "busy") {
-			t.Errorf("%d: %s", i, body)
-		}
-		if !c.online && ans.Resources == nil {
-			t.Errorf("%d: resources should be [] not null: %s", i, body)
-		}
-	}
-}
-
 func TestPresenceClientModeTracksOnly(t *testing.T) {
-	body := "xmpp:\n  mode: client\n  jid: bot@example.org/gw\n  password: pw\nhttp:\n  listen: \"\"\n"
-	cfg, err := LoadConfig(writeConfig(t, body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.pres.close()
-	p := g.pres
+	p, _ := testService(t, stanza.ModeClient, "auto", nil)
 	if p.st != nil {
 		t.Fatal("client mode opened a store")
 	}
@@ -554,12 +476,12 @@ func TestPresenceClientModeTracksOnly(t *testing.T) {
 	if got := w.take(); got != "" {
 		t.Errorf("client mode wrote %s", got)
 	}
-	if len(evs) != 1 || evs[0].From != tAliceR || !p.lookup(tAlice).Online {
+	if len(evs) != 1 || evs[0].From != tAliceR || !p.Lookup(tAlice).Online {
 		t.Errorf("events %+v", evs)
 	}
-	p.sent(&stanza.Info{Kind: "presence", PresenceType: "subscribed", From: "bot@example.org", To: tAlice})
+	p.Sent(&stanza.Info{Kind: "presence", PresenceType: "subscribed", From: "bot@example.org", To: tAlice})
 	if len(p.jobs) != 0 {
 		t.Error("client mode queued subscription work")
 	}
-	p.goodbye() // no store, no session: nothing to do, returns at once
+	p.Goodbye() // no store, no session: nothing to do, returns at once
 }

@@ -1,4 +1,4 @@
-package gateway
+package presence
 
 import (
 	"fmt"
@@ -10,16 +10,15 @@ import (
 	"xmppgw/stanza"
 )
 
-func clientPresence(t *testing.T) (*presence, *[]stanza.Event) {
+func clientPresence(t *testing.T) (*Service, *[]stanza.Event) {
 	t.Helper()
-	body := "xmpp:\n  mode: client\n  jid: bot@example.org/gw\n  password: pw\nhttp:\n  listen: \"\"\n"
-	g := testGateway(t, body, Deps{})
+	p, _ := testService(t, stanza.ModeClient, "auto", nil)
 	evs := &[]stanza.Event{}
-	g.pres.emit = func(ev *stanza.Event) { *evs = append(*evs, *ev) }
-	return g.pres, evs
+	p.emit = func(ev *stanza.Event) { *evs = append(*evs, *ev) }
+	return p, evs
 }
 
-func runJobs(p *presence) {
+func runJobs(p *Service) {
 	for len(p.jobs) > 0 {
 		j := <-p.jobs
 		p.handle(&j)
@@ -45,30 +44,30 @@ func TestPresenceClientModeStrangers(t *testing.T) {
 	}
 	in(tAliceR)
 	in("carol@example.org/x")
-	if len(p.contacts) != 2 || !p.lookup(tAlice).Online {
+	if len(p.contacts) != 2 || !p.Lookup(tAlice).Online {
 		t.Fatalf("contacts not tracked: %d", len(p.contacts))
 	}
 	// a push ending our subscription drops what was tracked
 	*evs = nil
 	p.offerRoster(false, []rosterEntry{{tAlice, "from"}})
 	runJobs(p)
-	if p.lookup(tAlice).Online || len(*evs) != 1 || (*evs)[0].Type != "unavailable" || (*evs)[0].From != tAliceR {
+	if p.Lookup(tAlice).Online || len(*evs) != 1 || (*evs)[0].Type != "unavailable" || (*evs)[0].From != tAliceR {
 		t.Errorf("after the push: %+v", *evs)
 	}
 	in(tAliceR)
-	if p.lookup(tAlice).Online {
+	if p.Lookup(tAlice).Online {
 		t.Error("tracked after the subscription ended")
 	}
 	// a push adding one, and a full roster replacing all
 	p.offerRoster(false, []rosterEntry{{"dave@example.org", "to"}})
 	runJobs(p)
 	in("dave@example.org/y")
-	if !p.lookup("dave@example.org").Online {
+	if !p.Lookup("dave@example.org").Online {
 		t.Error("pushed contact not tracked")
 	}
 	p.offerRoster(true, []rosterEntry{{"dave@example.org", "both"}})
 	runJobs(p)
-	if p.lookup("carol@example.org").Online || !p.lookup("dave@example.org").Online {
+	if p.Lookup("carol@example.org").Online || !p.Lookup("dave@example.org").Online {
 		t.Error("full roster not applied")
 	}
 	// the roster held is bounded too
@@ -96,13 +95,12 @@ func TestPresenceClientModeBoundedWithoutRoster(t *testing.T) {
 	}
 }
 
-// The session's roster reaches the worker through Gateway.Roster (the
+// The session's roster reaches the worker through Roster (the
 // component.RosterInbound side): the full roster drops what was tracked of
 // strangers before it was known, and afterwards a stranger's directed
 // presence grows no tracked state; pushes add and remove contacts.
-func TestGatewayRosterFromSession(t *testing.T) {
+func TestRosterFromSession(t *testing.T) {
 	p, evs := clientPresence(t)
-	g := p.g
 	w := &presWriter{}
 	in := func(from string) {
 		p.handle(&presJob{w: w, pr: stanza.Presence{Type: "available", From: from, To: "bot@example.org/gw"}})
@@ -111,7 +109,7 @@ func TestGatewayRosterFromSession(t *testing.T) {
 	if len(p.contacts) != 1 {
 		t.Fatalf("%d contacts before the roster", len(p.contacts))
 	}
-	g.Roster(nil, true, []stanza.RosterItem{
+	p.Roster(true, []stanza.RosterItem{
 		{JID: tAlice, Subscription: "both"},
 		{JID: "bob@example.org", Subscription: "from"},
 		{JID: "carol@example.org", Subscription: "none"},
@@ -130,26 +128,26 @@ func TestGatewayRosterFromSession(t *testing.T) {
 		t.Fatalf("strangers tracked: %d contacts, %d entries, %d events", len(p.contacts), p.nEntries, len(*evs))
 	}
 	in(tAliceR)
-	if !p.lookup(tAlice).Online || len(p.contacts) != 1 {
+	if !p.Lookup(tAlice).Online || len(p.contacts) != 1 {
 		t.Fatal("roster contact not tracked")
 	}
-	g.Roster(nil, false, []stanza.RosterItem{{JID: "carol@example.org", Subscription: "to"}})
+	p.Roster(false, []stanza.RosterItem{{JID: "carol@example.org", Subscription: "to"}})
 	runJobs(p)
 	in("carol@example.org/c")
-	if !p.lookup("carol@example.org").Online {
+	if !p.Lookup("carol@example.org").Online {
 		t.Error("pushed contact not tracked")
 	}
 	*evs = nil
-	g.Roster(nil, false, []stanza.RosterItem{{JID: tAlice, Subscription: "remove"}})
+	p.Roster(false, []stanza.RosterItem{{JID: tAlice, Subscription: "remove"}})
 	runJobs(p)
-	if p.lookup(tAlice).Online || len(*evs) != 1 || (*evs)[0].Type != "unavailable" {
+	if p.Lookup(tAlice).Online || len(*evs) != 1 || (*evs)[0].Type != "unavailable" {
 		t.Errorf("after removing alice: %+v", *evs)
 	}
 }
 
-// Gateway.Roster never blocks the read loop: with the worker's queue full
+// Roster never blocks the read loop: with the worker's queue full
 // the roster is dropped and counted.
-func TestGatewayRosterNeverBlocks(t *testing.T) {
+func TestRosterNeverBlocks(t *testing.T) {
 	p, _ := clientPresence(t)
 	for len(p.jobs) < cap(p.jobs) {
 		p.jobs <- presJob{}
@@ -157,14 +155,14 @@ func TestGatewayRosterNeverBlocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.g.Roster(nil, true, []stanza.RosterItem{{JID: tAlice, Subscription: "both"}})
+		p.Roster(true, []stanza.RosterItem{{JID: tAlice, Subscription: "both"}})
 	}()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Roster blocked on a full worker queue")
 	}
-	if got := testutil.ToFloat64(p.g.metrics.PresenceDropped); got != 1 {
+	if got := testutil.ToFloat64(p.m.PresenceDropped); got != 1 {
 		t.Errorf("dropped = %v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package presence
 
 import (
 	"bytes"
@@ -14,8 +14,8 @@ import (
 	"xmppgw/stanza"
 )
 
-func limited(p *presence, limit string) float64 {
-	return testutil.ToFloat64(p.g.metrics.PresenceLimited.WithLabelValues(limit))
+func limited(p *Service, limit string) float64 {
+	return testutil.ToFloat64(p.m.PresenceLimited.WithLabelValues(limit))
 }
 
 // A subscription flood from one JID to ever new localparts (auto mode
@@ -51,7 +51,7 @@ func TestPresenceSubscriptionFlood(t *testing.T) {
 			if n, _, _ := h.p.st.counts(); n != 6 {
 				t.Errorf("%d subscribers, want 6", n)
 			}
-			if v := testutil.ToFloat64(h.p.g.metrics.PresenceSubscribers); v != 6 {
+			if v := testutil.ToFloat64(h.p.m.PresenceSubscribers); v != 6 {
 				t.Errorf("gauge %v", v)
 			}
 			if v := limited(h.p, "subscriptions_per_contact"); v != 295 {
@@ -112,7 +112,7 @@ func TestPresenceTrackingCaps(t *testing.T) {
 		h.in("available", fmt.Sprintf("a@x.org/r%d", i), tLocal)
 		h.in("available", fmt.Sprintf("a@x.org/r%d", i), tOther)
 	}
-	if n := len(h.p.lookup("a@x.org").Resources); n != 2 {
+	if n := len(h.p.Lookup("a@x.org").Resources); n != 2 {
 		t.Errorf("%d resources", n)
 	}
 	if evs := h.takeEvents(); len(evs) != 4 {
@@ -130,7 +130,7 @@ func TestPresenceTrackingCaps(t *testing.T) {
 	h.in("available", "b@x.org/1", tLocal)
 	h.in("available", "b@x.org/2", tLocal)
 	h.in("available", "c@x.org/1", tLocal)
-	if h.p.lookup("c@x.org").Online || h.p.nEntries != 6 {
+	if h.p.Lookup("c@x.org").Online || h.p.nEntries != 6 {
 		t.Errorf("past the entries cap: %d entries", h.p.nEntries)
 	}
 	if v := limited(h.p, "entries"); v != 1 {
@@ -139,13 +139,13 @@ func TestPresenceTrackingCaps(t *testing.T) {
 	// a resource going frees its room
 	h.in("unavailable", "b@x.org/2", tLocal)
 	h.in("available", "c@x.org/1", tLocal)
-	if !h.p.lookup("c@x.org").Online || h.p.nEntries != 6 {
+	if !h.p.Lookup("c@x.org").Online || h.p.nEntries != 6 {
 		t.Errorf("room not freed: %d", h.p.nEntries)
 	}
 	// contacts: 3 (a, b, c); d is refused even with room for entries
 	h.in("unavailable", "a@x.org", tOther)
 	h.in("available", "d@x.org/1", tLocal)
-	if h.p.lookup("d@x.org").Online || len(h.p.contacts) != 3 {
+	if h.p.Lookup("d@x.org").Online || len(h.p.contacts) != 3 {
 		t.Errorf("past the contacts cap: %d", len(h.p.contacts))
 	}
 	if v := limited(h.p, "contacts"); v != 1 {
@@ -159,7 +159,7 @@ func TestPresenceTrackingCaps(t *testing.T) {
 		t.Errorf("after sweep: %d entries, %d contacts", h.p.nEntries, len(h.p.contacts))
 	}
 	h.in("available", "d@x.org/1", tLocal)
-	if !h.p.lookup("d@x.org").Online || h.p.nEntries != 1 {
+	if !h.p.Lookup("d@x.org").Online || h.p.nEntries != 1 {
 		t.Errorf("after sweep: %d entries", h.p.nEntries)
 	}
 }
@@ -171,13 +171,13 @@ func TestPresenceStatusTruncated(t *testing.T) {
 	h.in("subscribe", tAlice, tLocal)
 	h.in("subscribed", tAlice, tLocal)
 	long := "x" + strings.Repeat("é", 200<<10) // 2-byte runes, odd offset
-	h.p.offer(h.w, &stanza.Presence{Type: "available", From: tAliceR, To: tLocal, Status: long})
+	h.p.Offer(h.w, &stanza.Presence{Type: "available", From: tAliceR, To: tLocal, Status: long})
 	j := <-h.p.jobs
 	if n := len(j.pr.Status); n > presenceMaxStatus || n < presenceMaxStatus-3 || !utf8.ValidString(j.pr.Status) {
 		t.Fatalf("queued status of %d bytes (valid %v)", n, utf8.ValidString(j.pr.Status))
 	}
 	h.p.handle(&j)
-	if st := h.p.lookup(tAlice).Resources[0].Status; len(st) > presenceMaxStatus {
+	if st := h.p.Lookup(tAlice).Resources[0].Status; len(st) > presenceMaxStatus {
 		t.Errorf("tracked status of %d bytes", len(st))
 	}
 	if evs := h.takeEvents(); len(evs) != 1 || len(evs[0].Status) > presenceMaxStatus {
@@ -198,9 +198,7 @@ func TestPresenceStatusTruncated(t *testing.T) {
 // second, never once per stanza.
 func TestPresenceWarnSampled(t *testing.T) {
 	var logs bytes.Buffer
-	body := minimal + "http:\n  listen: \"\"\npresence:\n  subscriptions: auto\n  store: " + t.TempDir() + "/p.db\n"
-	g := testGateway(t, body, Deps{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	p := g.pres
+	p, _ := testService(t, stanza.ModeComponent, "auto", slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	p.emit = func(*stanza.Event) {}
 	p.st.lim = storeLimits{perContact: 1, perDomain: 10, total: 10}
 	p.lim = presenceLimits{contacts: 1, resources: 1, entries: 1}
@@ -209,7 +207,7 @@ func TestPresenceWarnSampled(t *testing.T) {
 		p.handle(&presJob{w: w, pr: stanza.Presence{Type: "subscribe", From: "eve@evil.example", To: fmt.Sprintf("n%d@%s", i, tDomain)}})
 		p.handle(&presJob{w: w, pr: stanza.Presence{Type: "subscribed", From: "eve@evil.example", To: fmt.Sprintf("n%d@%s", i, tDomain)}})
 		p.handle(&presJob{w: w, pr: stanza.Presence{Type: "available", From: fmt.Sprintf("eve@evil.example/%d", i), To: "n0@" + tDomain}})
-		p.sent(&stanza.Info{Kind: "presence", PresenceType: "subscribed", From: tLocal, To: tAlice})
+		p.Sent(&stanza.Info{Kind: "presence", PresenceType: "subscribed", From: tLocal, To: tAlice})
 	}
 	if n := strings.Count(logs.String(), "\n"); n > 4 {
 		t.Errorf("%d log lines at info and above for 800 stanzas:\n%s", n, logs.String())

@@ -1,4 +1,4 @@
-package gateway
+package presence
 
 import (
 	"bytes"
@@ -49,11 +49,11 @@ var (
 // Errors of the presence store. Both are wrapped with the config key and
 // the path of the file.
 var (
-	ErrStoreLocked  = errors.New("gateway: store locked (another xmppgw running?)")
-	ErrStoreCorrupt = errors.New("gateway: store corrupt or not a xmppgw store")
+	ErrStoreLocked  = errors.New("presence: store locked (another xmppgw running?)")
+	ErrStoreCorrupt = errors.New("presence: store corrupt or not a xmppgw store")
 	// ErrStoreFull is a new subscription refused by a cap of the store
 	// (storeFullLimit tells which).
-	ErrStoreFull = errors.New("gateway: presence store full")
+	ErrStoreFull = errors.New("presence: store full")
 )
 
 // Caps of the store, each applied separately to the subscribers bucket and
