@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"xmppgw/component"
+	"xmppgw/gateway/httpapi"
 	"xmppgw/gateway/metrics"
 	"xmppgw/gateway/presence"
 	"xmppgw/queue"
@@ -51,10 +51,9 @@ type Gateway struct {
 	in   *inbound
 	out  *outbound
 	pres *presence.Service
-	hist atomic.Pointer[history] // the status page's samples while Run runs
+	http *httpapi.Server
 
 	httpLn   net.Listener
-	httpSrv  *http.Server
 	stopOnce sync.Once
 	stopped  chan struct{} // closed by Stop
 }
@@ -91,6 +90,14 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	if g.pres, err = g.newPresence(cfg); err != nil {
 		return nil, err
 	}
+	g.http = httpapi.New(httpapi.Options{
+		Registry: g.reg,
+		Metrics:  g.metrics,
+		Version:  deps.Version,
+		Config:   g.Config,
+		Links:    g.links,
+		Presence: g.pres,
+	})
 	if cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
@@ -118,7 +125,14 @@ func (g *Gateway) HTTPAddr() string {
 
 // Ready reports whether both the XMPP session and the broker are up.
 func (g *Gateway) Ready() bool {
-	return g.sess.get() != nil && g.publisher.get() != nil
+	xmpp, amqp := g.links()
+	return xmpp && amqp
+}
+
+// links reports which links are up: the one computation of readiness,
+// for Ready, /readyz and the status page.
+func (g *Gateway) links() (xmpp, amqp bool) {
+	return g.sess.get() != nil, g.publisher.get() != nil
 }
 
 // Stop asks Run to drain and return (at once if it has not started); it
@@ -161,10 +175,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	links.Go(func() error { return g.runXMPP(linksCtx) })
 	links.Go(func() error { return g.runPublisher(linksCtx) })
 	links.Go(func() error { g.pollDepth(linksCtx); return nil })
-	links.Go(func() error { g.recordHistory(linksCtx); return nil })
+	links.Go(func() error { g.http.RecordHistory(linksCtx); return nil })
 	links.Go(func() error { return g.pres.Run(linksCtx) })
 	if g.httpLn != nil {
-		links.Go(func() error { return g.serveHTTP(linksCtx) })
+		links.Go(func() error { return g.http.Serve(linksCtx, g.httpLn) })
 	}
 	inDone := make(chan error, 1)
 	go func() { inDone <- g.in.run(inCtx) }()

@@ -462,6 +462,15 @@ func TestPresenceSentHook(t *testing.T) {
 	}
 }
 
+// An unknown contact is offline with an empty list of resources (JSON []
+// rather than null), like a known one that is offline.
+func TestPresenceLookupUnknown(t *testing.T) {
+	h := newPresHarness(t, "auto")
+	if ans := h.p.Lookup("bob@example.org"); ans.Online || ans.Resources == nil || ans.JID != "bob@example.org" {
+		t.Fatalf("Lookup = %+v", ans)
+	}
+}
+
 func TestPresenceClientModeTracksOnly(t *testing.T) {
 	p, _ := testService(t, stanza.ModeClient, "auto", nil)
 	if p.st != nil {

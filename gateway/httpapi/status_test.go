@@ -1,4 +1,4 @@
-package gateway
+package httpapi
 
 import (
 	"encoding/json"
@@ -18,35 +18,36 @@ import (
 	"xmppgw/gateway/metrics"
 )
 
-// statusGateway is a gateway that is not running, with a history filled by
-// hand: 30 seconds of 40 items a second, depth 250, both links up.
-func statusGateway(t *testing.T, extra string) (*Gateway, *httptest.Server) {
+// statusServer is a server of a gateway that is not running (both links
+// down, no history until fillHistory).
+func statusServer(t *testing.T, extra string) (*Server, *httptest.Server) {
 	t.Helper()
-	g := testGateway(t, quietConfig(t)+extra, Deps{Version: "1.2.3-test"})
-	srv := httptest.NewServer(g.handler())
+	api := testServer(t, minimal+extra, "1.2.3-test", nil)
+	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return g, srv
+	return api, srv
 }
 
-// fillHistory records n seconds ending now with 40 sent items a second.
-func fillHistory(t *testing.T, g *Gateway, n int) *history {
+// fillHistory records n seconds ending now with 40 sent items a second,
+// depth 250, both links up.
+func fillHistory(t *testing.T, g *Server, n int) *history {
 	t.Helper()
-	m := g.metrics
+	m := g.opt.Metrics
 	start := time.Now().Add(-time.Duration(n) * time.Second)
 	h := newHistory(historyLen, start)
 	var s snapshot
-	s.read(m, g.Config().AMQP.OutQueue)
+	s.read(m, g.opt.Config().AMQP.OutQueue)
 	h.baseline(start, &s)
 	m.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
 	m.Connected.WithLabelValues(metrics.LinkAMQP).Set(1)
-	m.QueueDepth.WithLabelValues(g.Config().AMQP.OutQueue).Set(250)
+	m.QueueDepth.WithLabelValues(g.opt.Config().AMQP.OutQueue).Set(250)
 	for i := 1; i <= n; i++ {
 		m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(40)
 		m.InboundEvents.WithLabelValues("message", "xmpp-in").Add(2)
 		for range 40 {
 			m.Lag.Observe(0.02)
 		}
-		s.read(m, g.Config().AMQP.OutQueue)
+		s.read(m, g.opt.Config().AMQP.OutQueue)
 		h.record(start.Add(time.Duration(i)*time.Second), &s)
 	}
 	g.hist.Store(h)
@@ -68,7 +69,7 @@ func statusGet(t *testing.T, url string) (*http.Response, string) {
 }
 
 func TestStatusJSON(t *testing.T) {
-	g, srv := statusGateway(t, "inbound:\n  routes:\n    sales: site-b\n    ops: site-a\n")
+	g, srv := statusServer(t, "inbound:\n  routes:\n    sales: site-b\n    ops: site-a\n")
 	h := fillHistory(t, g, 30)
 
 	resp, body := statusGet(t, srv.URL+"/api/status")
@@ -168,7 +169,7 @@ func TestStatusJSON(t *testing.T) {
 }
 
 func TestStatusJSONNotRecording(t *testing.T) {
-	_, srv := statusGateway(t, "")
+	_, srv := statusServer(t, "")
 	resp, body := statusGet(t, srv.URL+"/api/status")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -186,8 +187,8 @@ func TestStatusJSONNotRecording(t *testing.T) {
 }
 
 func TestStatusClientModeHidesAccount(t *testing.T) {
-	g := testGateway(t, "xmpp:\n  mode: client\n  jid: bot-account@chat.example.org/gw\n  password: pw-secret-value\n  server: chat.example.org:5222\nhttp:\n  listen: \"\"\npresence:\n  store: "+t.TempDir()+"/p.db\n", Deps{})
-	srv := httptest.NewServer(g.handler())
+	g := testServer(t, "xmpp:\n  mode: client\n  jid: bot-account@chat.example.org/gw\n  password: pw-secret-value\n  server: chat.example.org:5222\n", "", nil)
+	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(srv.Close)
 	for _, path := range []string{"/", "/api/status"} {
 		_, body := statusGet(t, srv.URL+path)
@@ -201,7 +202,7 @@ func TestStatusClientModeHidesAccount(t *testing.T) {
 }
 
 func TestStatusPage(t *testing.T) {
-	g, srv := statusGateway(t, "")
+	g, srv := statusServer(t, "")
 	fillHistory(t, g, 30)
 	resp, body := statusGet(t, srv.URL+"/")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
@@ -240,7 +241,7 @@ func TestStatusPage(t *testing.T) {
 }
 
 func TestStatusPageNotRecording(t *testing.T) {
-	_, srv := statusGateway(t, "")
+	_, srv := statusServer(t, "")
 	resp, body := statusGet(t, srv.URL+"/")
 	if resp.StatusCode != 200 || !strings.Contains(body, `<span id="v-out" data-value="0">0</span>`) {
 		t.Fatalf("status %d, body %s", resp.StatusCode, body)
@@ -319,7 +320,7 @@ func TestStatusFormats(t *testing.T) {
 // datasource is the ${DS_PROMETHEUS} input, and every metric a panel queries
 // is one the gateway exports.
 func TestGrafanaDashboard(t *testing.T) {
-	b, err := os.ReadFile("../configs/grafana-dashboard.json")
+	b, err := os.ReadFile("../../configs/grafana-dashboard.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package httpapi
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 
 // The status page: GET / is one self-contained HTML page (inline CSS and
 // JavaScript, no external assets) that polls GET /api/status once a second
-// and draws its charts from the history recorded by recordHistory. The
+// and draws its charts from the history recorded by RecordHistory. The
 // figures are rendered on the server too, so the page reads without
 // JavaScript.
 
@@ -53,9 +53,9 @@ func sriHash(s string) string {
 // rateWindow is the window the current rates are averaged over.
 const rateWindow = 5
 
-func (g *Gateway) routesStatus(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", g.serveStatusPage)
-	mux.HandleFunc("GET /api/status", g.serveStatusJSON)
+func (srv *Server) routesStatus(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", srv.serveStatusPage)
+	mux.HandleFunc("GET /api/status", srv.serveStatusJSON)
 }
 
 // statusDoc is the JSON of /api/status. It carries no secret and no user's
@@ -158,10 +158,10 @@ func b01(b bool) int {
 }
 
 // status builds the document; since limits the history to later samples.
-func (g *Gateway) status(now time.Time, sinceMs int64) *statusDoc {
-	cfg := g.cfg.Load()
+func (srv *Server) status(now time.Time, sinceMs int64) *statusDoc {
+	cfg := srv.opt.Config()
 	d := &statusDoc{
-		Version:  g.deps.Version,
+		Version:  srv.opt.Version,
 		Mode:     cfg.XMPP.Mode,
 		XMPP:     xmppInfo{Server: cfg.XMPP.Server, Address: cfg.XMPP.Domain},
 		Queues:   queueInfo{Out: cfg.AMQP.OutQueue, In: cfg.AMQP.InQueue, Dead: cfg.AMQP.DeadLetterQueue},
@@ -176,11 +176,11 @@ func (g *Gateway) status(now time.Time, sinceMs int64) *statusDoc {
 		}
 	}
 	d.Queues.Routes = cfg.RouteQueues()
-	d.Current.Connected = linkState{XMPP: g.sess.get() != nil, AMQP: g.publisher.get() != nil}
+	d.Current.Connected.XMPP, d.Current.Connected.AMQP = srv.opt.Links()
 	d.Current.Depth = num(math.NaN())
 	d.Current.LagP95, d.Current.LagMean, d.Current.BarrierP95 = num(math.NaN()), num(math.NaN()), num(math.NaN())
 
-	h := g.history()
+	h := srv.hist.Load()
 	if h == nil {
 		return d
 	}
@@ -258,7 +258,7 @@ func (s *seriesTable) fill(h []sample) {
 
 // serveStatusJSON serves /api/status; ?since=<Unix ms> returns only the
 // history after that instant (the page polls with the last one it has).
-func (g *Gateway) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
+func (srv *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 	var since int64
 	if v := r.URL.Query().Get("since"); v != "" {
 		var err error
@@ -267,7 +267,7 @@ func (g *Gateway) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	b, err := json.Marshal(g.status(time.Now(), since))
+	b, err := json.Marshal(srv.status(time.Now(), since))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -288,8 +288,8 @@ type pageData struct {
 	JS      template.JS
 }
 
-func (g *Gateway) serveStatusPage(w http.ResponseWriter, _ *http.Request) {
-	d := g.status(time.Now(), 0)
+func (srv *Server) serveStatusPage(w http.ResponseWriter, _ *http.Request) {
+	d := srv.status(time.Now(), 0)
 	initial, err := json.Marshal(d)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

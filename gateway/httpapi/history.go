@@ -1,4 +1,4 @@
-package gateway
+package httpapi
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 )
 
 // The status page draws its charts from the gateway's own recent history:
-// once a second recordHistory reads the Metrics (the collectors themselves,
+// once a second RecordHistory reads the Metrics (the collectors themselves,
 // not the /metrics text) and keeps one sample per second for the last ten
 // minutes in a fixed ring.
 //
@@ -22,7 +22,7 @@ import (
 // interval, interpolated inside a histogram bucket as Prometheus'
 // histogram_quantile does, and their mean (Δsum/Δcount); an interval without
 // observations has none (NaN, null in JSON). Queue depth is the
-// xmppgw_queue_depth gauge of amqp.out_queue, which pollDepth refreshes every
+// xmppgw_queue_depth gauge of amqp.out_queue, which the gateway polls every
 // 5 s; NaN until it was polled once.
 
 const (
@@ -287,19 +287,16 @@ func (h *history) last(dst []sample, k int) []sample {
 	return dst
 }
 
-// history returns the gateway's history, nil when it is not recording.
-func (g *Gateway) history() *history { return g.hist.Load() }
-
-// recordHistory samples the gateway's figures for the status page once a
+// RecordHistory samples the gateway's figures for the status page once a
 // second until ctx is done.
-func (g *Gateway) recordHistory(ctx context.Context) {
+func (srv *Server) RecordHistory(ctx context.Context) {
 	h := newHistory(historyLen, time.Now())
-	g.hist.Store(h)
-	defer g.hist.Store(nil)
+	srv.hist.Store(h)
+	defer srv.hist.Store(nil)
 
 	var s snapshot
-	outQueue := g.cfg.Load().AMQP.OutQueue // a change needs a restart
-	s.read(g.metrics, outQueue)
+	outQueue := srv.opt.Config().AMQP.OutQueue // a change needs a restart
+	s.read(srv.opt.Metrics, outQueue)
 	h.baseline(h.started, &s)
 	t := time.NewTicker(historyEvery)
 	defer t.Stop()
@@ -308,7 +305,7 @@ func (g *Gateway) recordHistory(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			s.read(g.metrics, outQueue)
+			s.read(srv.opt.Metrics, outQueue)
 			h.record(now, &s)
 		}
 	}

@@ -1,49 +1,39 @@
-package gateway
+package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"xmppgw/gateway/internal/testkit"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"xmppgw/gateway/config"
+	"xmppgw/gateway/metrics"
 	"xmppgw/gateway/presence"
-	"xmppgw/stanza"
 )
 
-const (
-	tLocal  = "notices@gw.example.org"
-	tAlice  = "alice@example.org"
-	tAliceR = "alice@example.org/phone"
-)
+const tAlice = "alice@example.org"
 
-// discardWriter is a session that takes every write and confirms every
-// barrier at once.
-type discardWriter struct{}
+// fakePresence answers Lookup from a map, like presence.Service for
+// unknown contacts otherwise.
+type fakePresence map[string]presence.Answer
 
-func (discardWriter) Write([]byte) error                      { return nil }
-func (discardWriter) WriteWithBarrier([]byte) (uint64, error) { return 1, nil }
-func (discardWriter) Confirmed() uint64                       { return 1 }
-func (discardWriter) Notify() <-chan struct{}                 { return nil }
+func (f fakePresence) Lookup(contact string) presence.Answer {
+	if a, ok := f[contact]; ok {
+		return a
+	}
+	return presence.Answer{JID: contact, Resources: []presence.Resource{}}
+}
 
 func TestPresenceEndpoint(t *testing.T) {
-	g := testGateway(t, quietConfig(t), Deps{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.pres.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for _, pr := range []stanza.Presence{
-		{Type: "subscribe", From: tAlice, To: tLocal},
-		{Type: "subscribed", From: tAlice, To: tLocal},
-		{Type: "available", From: tAliceR, To: tLocal, Show: "dnd", Status: "busy"},
-	} {
-		g.pres.Offer(discardWriter{}, &pr)
-	}
-	testkit.Eventually(t, "tracked presence", func() bool { return g.pres.Lookup(tAlice).Online })
+	api := testServer(t, minimal, "", fakePresence{tAlice: {JID: tAlice, Online: true,
+		Resources: []presence.Resource{{Resource: "phone", Show: "dnd", Status: "busy"}}}})
 	mux := http.NewServeMux()
-	g.routesPresence(mux)
+	api.routesPresence(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	get := func(path string) (int, string) {
@@ -98,4 +88,29 @@ func TestPresenceEndpoint(t *testing.T) {
 			t.Errorf("%d: resources should be [] not null: %s", i, body)
 		}
 	}
+}
+
+const minimal = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
+
+// testServer is the server of a gateway that is not running (both links
+// down) with the config body.
+func testServer(t *testing.T, body, version string, p Presence) *Server {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "xmppgw.yaml")
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	return New(Options{
+		Registry: reg,
+		Metrics:  metrics.New(reg),
+		Version:  version,
+		Config:   func() *config.Config { return cfg },
+		Links:    func() (bool, bool) { return false, false },
+		Presence: p,
+	})
 }

@@ -1,4 +1,4 @@
-package gateway
+package httpapi
 
 import (
 	"bufio"
@@ -19,20 +19,24 @@ import (
 // longest idle one for a newcomer, and closes idle ones after the timeouts.
 func TestHTTPIdleConnectionsBounded(t *testing.T) {
 	const idle, conns, maxConns = 400 * time.Millisecond, 2000, 64
-	g := testGateway(t, minimal+"http:\n  listen: 127.0.0.1:0\npresence:\n  store: "+t.TempDir()+"/p.db\n", Deps{})
+	api := testServer(t, minimal, "", nil)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	lim := httpLimits{readHeader: idle, read: 2 * time.Second, write: 2 * time.Second, idle: idle,
 		maxHeader: 8 << 10, maxConns: maxConns}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	ln := newConnLimiter(g.httpLn, maxConns)
-	go func() { done <- g.serveHTTPWith(ctx, ln, lim) }()
+	ln := newConnLimiter(tcp, maxConns)
+	go func() { done <- api.serveWith(ctx, ln, lim) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serveHTTP: %v", err)
 		}
 	}()
-	addr := g.HTTPAddr()
+	addr := tcp.Addr().String()
 
 	var open []net.Conn
 	defer func() {

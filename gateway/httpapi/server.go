@@ -1,0 +1,127 @@
+// Package httpapi serves the gateway's HTTP endpoints: /metrics, /healthz,
+// /readyz, /v1/presence/{jid}, the status page (GET /, /api/status) and the
+// history it draws, within bounds on connections and time (limits.go).
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"mellium.im/xmpp/jid"
+
+	"xmppgw/gateway/config"
+	"xmppgw/gateway/metrics"
+	"xmppgw/gateway/presence"
+)
+
+// Presence is what the /v1/presence endpoint needs: the tracked presence
+// of a contact (presence.Service implements it).
+type Presence interface {
+	Lookup(contact string) presence.Answer
+}
+
+// Options are what the HTTP endpoints need of the gateway.
+type Options struct {
+	// Registry is served on /metrics.
+	Registry *prometheus.Registry
+	// Metrics are read by the status page's history.
+	Metrics *metrics.Metrics
+	// Version is shown on the status page.
+	Version string
+	// Config returns the configuration in force.
+	Config func() *config.Config
+	// Links reports whether the XMPP session and the broker are up: the
+	// gateway's one notion of readiness (/readyz, the status page).
+	Links    func() (xmpp, amqp bool)
+	Presence Presence
+}
+
+// Server is the HTTP side of the gateway: /metrics, /healthz, /readyz,
+// /v1/presence/{jid}, the status page and its history.
+type Server struct {
+	opt  Options
+	hist atomic.Pointer[history] // the status page's samples while RecordHistory runs
+}
+
+// New returns a server; Serve serves it, RecordHistory feeds its status
+// page.
+func New(o Options) *Server { return &Server{opt: o} }
+
+// Handler serves the gateway's HTTP endpoints.
+func (srv *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(srv.opt.Registry, promhttp.HandlerOpts{Registry: srv.opt.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		xmpp, amqp := srv.opt.Links()
+		if !xmpp || !amqp {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = w.Write([]byte("xmpp " + upDown(xmpp) + "\namqp " + upDown(amqp) + "\n"))
+	})
+	srv.routesPresence(mux)
+	srv.routesStatus(mux)
+	return mux
+}
+
+func upDown(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+// Serve serves on ln until ctx is done, then shuts down (bounded).
+// Timeouts and a cap on connections bound what clients can hold
+// (limits.go).
+func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return srv.serveWith(ctx, newConnLimiter(ln, defaultHTTPLimits.maxConns), defaultHTTPLimits)
+}
+
+func (srv *Server) serveWith(ctx context.Context, ln *connLimiter, lim httpLimits) error {
+	hs := newHTTPServer(srv.Handler(), lim)
+	hs.ConnState = ln.track
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := hs.Shutdown(sctx)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		return err
+	}
+}
+
+// routesPresence adds GET /v1/presence/{jid}: whether the contact is online
+// as far as the gateway knows (it only learns the presence of contacts it
+// is subscribed to). An unknown JID answers online:false like a known one
+// that is offline, so the endpoint does not tell who is a contact; the
+// answer is not cached, and nothing about the JID reaches the metrics.
+func (srv *Server) routesPresence(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/presence/{jid}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		j, err := jid.Parse(r.PathValue("jid"))
+		if err != nil || j.Localpart() == "" && j.Domainpart() == "" {
+			http.Error(w, "invalid JID", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(srv.opt.Presence.Lookup(j.Bare().String()))
+	})
+}
