@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"xmppgw/component"
+	"xmppgw/gateway/config"
 	"xmppgw/gateway/httpapi"
 	"xmppgw/gateway/metrics"
 	"xmppgw/gateway/presence"
@@ -111,9 +112,6 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 
 // Config returns the configuration in force.
 func (g *Gateway) Config() *Config { return g.cfg.Load() }
-
-// Metrics returns the gateway's metrics (for tests).
-func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }
 
 // HTTPAddr is the address the HTTP endpoints listen on ("" if disabled).
 func (g *Gateway) HTTPAddr() string {
@@ -277,4 +275,26 @@ func (g *Gateway) encoderOptions(cfg *Config, addr string) stanza.Options {
 		o.Account = addr
 	}
 	return o
+}
+
+// newPresence builds the presence service with what it needs of the
+// gateway: the current session, the live presence settings, and the inbound
+// path for its events.
+func (g *Gateway) newPresence(cfg *Config) (*presence.Service, error) {
+	return presence.New(presence.Options{
+		Mode:    cfg.XMPP.Mode,
+		Domain:  cfg.XMPP.Domain,
+		JID:     cfg.XMPP.JID,
+		Store:   cfg.Presence.Store,
+		Logger:  g.log,
+		Metrics: g.metrics,
+		Emit:    g.in.offerEvent,
+		Session: func() presence.Writer {
+			if s := g.sess.get(); s != nil {
+				return s
+			}
+			return nil // not a typed nil in the interface
+		},
+		Settings: func() config.PresenceConfig { return g.cfg.Load().Presence },
+	})
 }

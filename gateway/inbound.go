@@ -13,7 +13,6 @@ import (
 
 	"xmppgw/component"
 	"xmppgw/gateway/internal/lograte"
-	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
 	"xmppgw/stanza"
 )
@@ -25,9 +24,6 @@ const (
 	inboundBuffer      = 4096
 	inboundBufferBytes = 32 << 20
 )
-
-// inboundLimits bound what the gateway accepts in one inbound stanza.
-var inboundLimits = stanza.Limits{MaxTextBytes: 256 << 10, MaxPayloadBytes: 256 << 10, MaxDepth: 32}
 
 // routeDefault labels events that no inbound route matched.
 const routeDefault = "default"
@@ -118,15 +114,6 @@ func newInbound(g *Gateway) *inbound {
 		publisher: g.eventPublisher,
 		idPfx:     "xg" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 	}
-}
-
-// Message implements component.Inbound: it is called on the XMPP read loop
-// and never blocks.
-func (g *Gateway) Message(s *component.Session, ev *stanza.Event) {
-	if ev.Kind == "error" {
-		g.metrics.Bounces.WithLabelValues(metrics.ConditionLabel(ev.Condition)).Inc()
-	}
-	g.in.offer(s, ev)
 }
 
 func (in *inbound) offer(s *component.Session, ev *stanza.Event) {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"xmppgw/gateway/internal/testkit"
 	"xmppgw/queue"
 	"xmppgw/stanza"
 )
@@ -267,7 +268,7 @@ func TestInboundBufferedRefusedAfterOutage(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- g.in.run(ctx) }()
 	defer func() { cancel(); <-done }()
-	eventually(t, "buffered events refused", func() bool {
+	testkit.Eventually(t, "buffered events refused", func() bool {
 		return testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("broker_down")) == 10
 	})
 	if len(g.in.ch) != 0 {

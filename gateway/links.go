@@ -36,8 +36,8 @@ func (g *Gateway) componentConfig(cfg *Config) component.Config {
 		Keepalive:     x.Keepalive,
 		Version:       g.deps.Version,
 		Logger:        g.log.With("component", "xmpp"),
-		Limits:        inboundLimits,
-		OnBarrier:     func(d time.Duration) { g.metrics.Barrier.Observe(d.Seconds()) },
+		// Limits left zero: stanza's defaults bound an inbound stanza.
+		OnBarrier: func(d time.Duration) { g.metrics.Barrier.Observe(d.Seconds()) },
 	}
 }
 
@@ -51,7 +51,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 	for {
 		cfg := g.cfg.Load()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		s, err := component.Dial(dctx, g.componentConfig(cfg), g)
+		s, err := component.Dial(dctx, g.componentConfig(cfg), reader{g})
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

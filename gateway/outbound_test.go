@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 	xstream "mellium.im/xmpp/stream"
 
+	"xmppgw/gateway/internal/testkit"
 	"xmppgw/gateway/metrics"
 	"xmppgw/stanza"
 )
@@ -237,22 +238,10 @@ func item(n int) string {
 	return fmt.Sprintf(`{"target":"alice@example.org","text":"item %d"}`, n)
 }
 
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
 	h := startPump(t, 1000)
 	h.deliver(item(1))
-	eventually(t, "first barrier", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	testkit.Eventually(t, "first barrier", func() bool { _, seq := h.s.sent(); return seq == 1 })
 	if got := h.c.acked(); len(got) != 0 {
 		t.Fatalf("acked before the barrier was answered: %v", got)
 	}
@@ -260,7 +249,7 @@ func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		h.deliver(item(i))
 	}
-	eventually(t, "items written", func() bool {
+	testkit.Eventually(t, "items written", func() bool {
 		w, _ := h.s.sent()
 		return strings.Count(strings.Join(w, ""), "<message") == 5
 	})
@@ -268,7 +257,7 @@ func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
 		t.Fatalf("barriers = %d while one was in flight, want 1", seq)
 	}
 	h.s.confirm(1)
-	eventually(t, "ack of the first item and a barrier for the rest", func() bool {
+	testkit.Eventually(t, "ack of the first item and a barrier for the rest", func() bool {
 		_, seq := h.s.sent()
 		return len(h.c.acked()) == 1 && seq == 2
 	})
@@ -276,7 +265,7 @@ func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
 		t.Fatalf("ack = %+v, want tag 1 multiple", got)
 	}
 	h.s.confirm(2)
-	eventually(t, "ack of all", func() bool { a := h.c.acked(); return len(a) == 2 && a[1] == (ack{5, true}) })
+	testkit.Eventually(t, "ack of all", func() bool { a := h.c.acked(); return len(a) == 2 && a[1] == (ack{5, true}) })
 	if v := testutil.ToFloat64(h.g.metrics.OutboundItems.WithLabelValues(metrics.ResultSent)); v != 5 {
 		t.Fatalf("sent = %v, want 5", v)
 	}
@@ -297,10 +286,10 @@ func TestPumpOutOfOrderBarrierAnswers(t *testing.T) {
 	h := startPump(t, 4) // a barrier every prefetch/4 = 1 item
 	for i := 1; i <= 3; i++ {
 		h.deliver(item(i))
-		eventually(t, "barrier", func() bool { _, seq := h.s.sent(); return seq == uint64(i) })
+		testkit.Eventually(t, "barrier", func() bool { _, seq := h.s.sent(); return seq == uint64(i) })
 	}
 	h.s.confirm(3) // answering 3 proves 1 and 2 too
-	eventually(t, "one ack for all three", func() bool { a := h.c.acked(); return len(a) == 1 && a[0] == (ack{3, true}) })
+	testkit.Eventually(t, "one ack for all three", func() bool { a := h.c.acked(); return len(a) == 1 && a[0] == (ack{3, true}) })
 }
 
 func TestPumpDeadLettersAfterConfirm(t *testing.T) {
@@ -308,12 +297,12 @@ func TestPumpDeadLettersAfterConfirm(t *testing.T) {
 	h.deliver(item(1))
 	h.deliver(`{"target":"alice@example.org"`) // not JSON
 	h.deliver(item(3))
-	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	testkit.Eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
 	dl := h.dl.list()[0]
 	if dl.tag != 2 || dl.q != "xmpp-out.dead" || !strings.HasPrefix(dl.reason, string(stanza.ReasonInvalidJSON)) {
 		t.Fatalf("dead letter = %+v", dl)
 	}
-	eventually(t, "writes", func() bool {
+	testkit.Eventually(t, "writes", func() bool {
 		w, _ := h.s.sent()
 		return strings.Count(strings.Join(w, ""), "<message") == 2
 	})
@@ -330,7 +319,7 @@ func TestPumpDeadLettersAfterConfirm(t *testing.T) {
 		}
 	}
 	dl.c.resolve(nil)
-	eventually(t, "ack after the dead letter's confirm", func() bool {
+	testkit.Eventually(t, "ack after the dead letter's confirm", func() bool {
 		answerAll()
 		a := h.c.acked()
 		return len(a) > 0 && a[len(a)-1] == (ack{3, true})
@@ -348,12 +337,12 @@ func TestPumpDrainsOnStop(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		h.deliver(item(i))
 	}
-	eventually(t, "written", func() bool {
+	testkit.Eventually(t, "written", func() bool {
 		w, _ := h.s.sent()
 		return strings.Count(strings.Join(w, ""), "<message") == 3
 	})
 	h.cancel()
-	eventually(t, "consumer cancelled", func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return h.c.cancelled })
+	testkit.Eventually(t, "consumer cancelled", func() bool { h.c.mu.Lock(); defer h.c.mu.Unlock(); return h.c.cancelled })
 	select {
 	case err := <-h.errc:
 		t.Fatalf("pump returned %v before the last barrier was answered", err)
@@ -383,7 +372,7 @@ func TestPumpDrainsOnStop(t *testing.T) {
 func TestPumpStopsWithoutAckWhenStreamDies(t *testing.T) {
 	h := startPump(t, 1000)
 	h.deliver(item(1))
-	eventually(t, "barrier", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	testkit.Eventually(t, "barrier", func() bool { _, seq := h.s.sent(); return seq == 1 })
 	h.s.kill()
 	select {
 	case err := <-h.errc:
@@ -421,7 +410,7 @@ func TestPumpRateLimitKeepsOrder(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	eventually(t, "all written", func() bool { return written() == n })
+	testkit.Eventually(t, "all written", func() bool { return written() == n })
 	if d := time.Since(start); d < 220*time.Millisecond {
 		t.Fatalf("%d items at 100/s (burst 5) took %s, want ≥ 250 ms", n, d)
 	}
@@ -445,20 +434,20 @@ func TestPumpRateLimitKeepsOrder(t *testing.T) {
 	for i := n + 1; i <= n+200; i++ {
 		h.deliver(item(i))
 	}
-	eventually(t, "unlimited burst written", func() bool { return written() == n+200 })
+	testkit.Eventually(t, "unlimited burst written", func() bool { return written() == n+200 })
 }
 
 func TestPumpReloadAppliesEncoderSettings(t *testing.T) {
 	h := startPump(t, 4)
 	h.deliver(`{"target":"alice@example.org","text":"before"}`)
-	eventually(t, "first", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	testkit.Eventually(t, "first", func() bool { _, seq := h.s.sent(); return seq == 1 })
 	next := *h.g.Config()
 	next.Outbound.DefaultType = "headline"
 	next.Outbound.MaxTextBytes = 5
 	h.g.Reload(&next)
 	h.deliver(`{"target":"alice@example.org","text":"after"}`)
 	h.deliver(`{"target":"alice@example.org","text":"too long now"}`)
-	eventually(t, "second written and third dead-lettered", func() bool {
+	testkit.Eventually(t, "second written and third dead-lettered", func() bool {
 		w, _ := h.s.sent()
 		return strings.Contains(strings.Join(w, ""), "after") && len(h.dl.list()) == 1
 	})
@@ -552,11 +541,11 @@ func TestPumpDeadLetterRefusedIsRetriedWithoutResending(t *testing.T) {
 	h.deliver(item(1))
 	h.deliver(`not json`)
 	h.deliver(item(3))
-	eventually(t, "dead letter published", func() bool { return len(h.dl.list()) == 1 })
-	eventually(t, "item 1 acked", func() bool { return h.lastAck() == 1 })
+	testkit.Eventually(t, "dead letter published", func() bool { return len(h.dl.list()) == 1 })
+	testkit.Eventually(t, "item 1 acked", func() bool { return h.lastAck() == 1 })
 	start := time.Now()
 	h.dl.list()[0].c.resolve(errors.New("nacked"))
-	eventually(t, "dead letter published again", func() bool { return len(h.dl.list()) == 2 })
+	testkit.Eventually(t, "dead letter published again", func() bool { return len(h.dl.list()) == 2 })
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("retried after %v: want a backoff", d)
 	}
@@ -564,7 +553,7 @@ func TestPumpDeadLetterRefusedIsRetriedWithoutResending(t *testing.T) {
 		t.Fatalf("acked past a refused dead letter: %v", h.c.acked())
 	}
 	h.dl.list()[1].c.resolve(nil)
-	eventually(t, "all acked", func() bool { return h.lastAck() == 3 })
+	testkit.Eventually(t, "all acked", func() bool { return h.lastAck() == 3 })
 	if n := h.messages(); n != 2 {
 		t.Fatalf("%d messages written, want 2 (nothing re-sent)", n)
 	}
@@ -588,13 +577,13 @@ func TestPumpDeadLetterWhileBrokerBlocked(t *testing.T) {
 	h.deliver(item(1))
 	h.deliver(`not json`)
 	h.deliver(item(3))
-	eventually(t, "items written", func() bool { return h.messages() == 2 })
-	eventually(t, "item 1 acked", func() bool { return h.lastAck() == 1 })
+	testkit.Eventually(t, "items written", func() bool { return h.messages() == 2 })
+	testkit.Eventually(t, "item 1 acked", func() bool { return h.lastAck() == 1 })
 	if n := len(h.dl.list()); n != 0 {
 		t.Fatalf("%d dead letters published while blocked", n)
 	}
 	h.dl.setBlocked(false)
-	eventually(t, "dead letter published after the block", func() bool { return len(h.dl.list()) == 1 })
+	testkit.Eventually(t, "dead letter published after the block", func() bool { return len(h.dl.list()) == 1 })
 	h.dl.setBlocked(true)
 	h.dl.list()[0].c.resolve(errors.New("nacked"))
 	// Stop while the dead letter cannot be published: bounded.
@@ -627,14 +616,14 @@ func TestPumpRedeliveredItemsGoAlone(t *testing.T) {
 	}
 	h.deliver(item(4))
 	for i := 1; i <= 3; i++ {
-		eventually(t, "one item and its barrier", func() bool { _, seq := h.s.sent(); return seq == uint64(i) })
+		testkit.Eventually(t, "one item and its barrier", func() bool { _, seq := h.s.sent(); return seq == uint64(i) })
 		if n := h.messages(); n != i {
 			t.Fatalf("%d messages out with barrier %d unanswered, want %d", n, i, i)
 		}
 		h.s.confirm(uint64(i))
-		eventually(t, "ack", func() bool { return h.lastAck() == uint64(i) })
+		testkit.Eventually(t, "ack", func() bool { return h.lastAck() == uint64(i) })
 	}
-	eventually(t, "the fresh item", func() bool { return h.messages() == 4 })
+	testkit.Eventually(t, "the fresh item", func() bool { return h.messages() == 4 })
 }
 
 // An item delivered amqp.delivery_limit times is dead-lettered instead of
@@ -648,7 +637,7 @@ func TestPumpDeliveryLimit(t *testing.T) {
 	h.tag++
 	h.c.d <- amqp.Delivery{DeliveryTag: h.tag, Body: []byte(item(1)), Redelivered: true,
 		Headers: amqp.Table{"x-delivery-count": int64(19)}}
-	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	testkit.Eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
 	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "delivery_limit: delivered 20 times") {
 		t.Fatalf("reason %q", r)
 	}
@@ -656,7 +645,7 @@ func TestPumpDeliveryLimit(t *testing.T) {
 		t.Fatal("an item over the delivery limit was written")
 	}
 	h.dl.list()[0].c.resolve(nil)
-	eventually(t, "acked", func() bool { return h.lastAck() == 1 })
+	testkit.Eventually(t, "acked", func() bool { return h.lastAck() == 1 })
 	if v := testutil.ToFloat64(h.g.metrics.DeadLetters.WithLabelValues("delivery_limit")); v != 1 {
 		t.Fatalf("dead letters delivery_limit = %v", v)
 	}
@@ -675,10 +664,10 @@ func TestPumpDeliveryLimitCounted(t *testing.T) {
 		if n == 20 {
 			break
 		}
-		eventually(t, "written", func() bool { return h.messages() == 1 })
+		testkit.Eventually(t, "written", func() bool { return h.messages() == 1 })
 		h = h.streamDies(errors.New("connection reset"))
 	}
-	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	testkit.Eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
 	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "delivery_limit: delivered 20 times") {
 		t.Fatalf("reason %q", r)
 	}
@@ -696,11 +685,11 @@ func TestPumpBlamedItemIsSetAside(t *testing.T) {
 	}
 	for _, cond := range []string{"system-shutdown", "not-well-formed", "policy-violation"} {
 		redeliver()
-		eventually(t, "written", func() bool { return h.messages() == 1 })
+		testkit.Eventually(t, "written", func() bool { return h.messages() == 1 })
 		h = h.streamDies(xstream.Error{Err: cond})
 	}
 	redeliver()
-	eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	testkit.Eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
 	if r := h.dl.list()[0].reason; !strings.HasPrefix(r, "delivery_limit: the XMPP server ended the stream 2 times") {
 		t.Fatalf("reason %q", r)
 	}

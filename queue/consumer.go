@@ -204,18 +204,6 @@ func (c *Consumer) Ack(tag uint64, multiple bool) error {
 	return nil
 }
 
-// Nack rejects delivery tag (and every earlier one if multiple), requeueing
-// them if requeue.
-func (c *Consumer) Nack(tag uint64, multiple, requeue bool) error {
-	if err := c.ch.Nack(tag, multiple, requeue); err != nil {
-		if errors.Is(err, amqp.ErrClosed) {
-			return fmt.Errorf("%w: nack %d: %w", ErrClosed, tag, err)
-		}
-		return fmt.Errorf("queue: nack %d: %w", tag, err)
-	}
-	return nil
-}
-
 // Cancel stops the consumer (basic.cancel): the broker sends nothing new and
 // Deliveries closes once what was already received is delivered. Acks keep
 // working until Close.
@@ -228,9 +216,6 @@ func (c *Consumer) Cancel() error {
 	}
 	return nil
 }
-
-// Tag returns the consumer tag.
-func (c *Consumer) Tag() string { return c.tag }
 
 // Done is closed when the channel, the consumer or the connection ends, or
 // after Close.

@@ -47,18 +47,7 @@ func AppendMessageError(dst []byte, orig *Event, errType, condition, text string
 	return appendStanzaError(dst, "message", orig.To, orig.From, orig.ID, errType, condition, text)
 }
 
-// AppendPresenceError appends the error reply to the presence orig, shaped
-// like AppendMessageError's.
-func AppendPresenceError(dst []byte, orig *Presence, errType, condition, text string) []byte {
-	return appendStanzaError(dst, "presence", orig.To, orig.From, orig.ID, errType, condition, text)
-}
-
-// AppendIQError appends an error reply to an IQ with the given from (the IQ's
-// to), to (the IQ's from) and id, shaped like AppendMessageError's.
-func AppendIQError(dst []byte, from, to, id, errType, condition, text string) []byte {
-	return appendStanzaError(dst, "iq", from, to, id, errType, condition, text)
-}
-
+// appendStanzaError builds the error reply of AppendMessageError.
 func appendStanzaError(dst []byte, name, from, to, id, errType, condition, text string) []byte {
 	if !plainName(condition) {
 		condition = "undefined-condition"

@@ -1,0 +1,33 @@
+package gateway
+
+import (
+	"xmppgw/component"
+	"xmppgw/gateway/metrics"
+	"xmppgw/stanza"
+)
+
+// reader takes what the XMPP read loop delivers (component.Inbound and,
+// in client mode, component.RosterInbound). Every method runs on the read
+// loop and never blocks.
+type reader struct{ g *Gateway }
+
+var (
+	_ component.Inbound       = reader{}
+	_ component.RosterInbound = reader{}
+)
+
+// Message queues a message event, or a bounce of ours.
+func (r reader) Message(s *component.Session, ev *stanza.Event) {
+	if ev.Kind == "error" {
+		r.g.metrics.Bounces.WithLabelValues(metrics.ConditionLabel(ev.Condition)).Inc()
+	}
+	r.g.in.offer(s, ev)
+}
+
+// Presence hands a presence stanza to the presence worker.
+func (r reader) Presence(s *component.Session, pr *stanza.Presence) { r.g.pres.Offer(s, pr) }
+
+// Roster hands the account's roster, or a push, to the presence worker.
+func (r reader) Roster(_ *component.Session, full bool, items []stanza.RosterItem) {
+	r.g.pres.Roster(full, items)
+}
