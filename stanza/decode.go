@@ -43,7 +43,7 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Event is one inbound event, encoded by AppendJSON per CONTRACT.md
+// Event is one inbound event, encoded by AppendJSON as README.md describes in
 // "Inbound events". Empty fields are omitted from the JSON.
 type Event struct {
 	Kind       string          // "message" | "error" | "presence" | "subscription"

@@ -5,7 +5,7 @@
 //
 // # Outbound items
 //
-// Encoder.Append takes one AMQP message body, a JSON object (see CONTRACT.md
+// Encoder.Append takes one AMQP message body, a JSON object (see README.md
 // "Outbound items"), and appends the stanza to a caller's buffer with
 // hand-built, escaped bytes, allocating nothing on the common path but the
 // returned id string. The body is checked in this order:

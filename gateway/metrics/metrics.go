@@ -40,7 +40,8 @@ var LagBuckets = prometheus.ExponentialBuckets(0.001, 2.5, 15)
 
 // New registers the gateway's series, plus the standard go_ and process_
 // collectors, on reg. Every labelled series whose label values are known in
-// advance exists from the first scrape.
+// advance exists from the first scrape. (It is long because it is one
+// declaration per series, and reads best as one list.)
 func New(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
