@@ -1,21 +1,14 @@
 package gateway
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
+
+	"xmppgw/gateway/internal/testkit"
 )
 
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "xmppgw.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var writeConfig = testkit.WriteConfig
 
-const minimal = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
+const minimal = testkit.MinimalConfig
 
 // testGateway builds a gateway (not running) from a whole YAML config, with
 // the given dependencies, and closes its store when the test ends.

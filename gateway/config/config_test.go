@@ -2,12 +2,12 @@ package config
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"xmppgw/gateway/internal/testkit"
 	"xmppgw/stanza"
 )
 
@@ -33,16 +33,9 @@ func TestConfigsDirectory(t *testing.T) {
 	}
 }
 
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "xmppgw.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var writeConfig = testkit.WriteConfig
 
-const minimal = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
+const minimal = testkit.MinimalConfig
 
 func TestConfigDefaults(t *testing.T) {
 	cfg, err := Load(writeConfig(t, minimal))

@@ -4,14 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"xmppgw/gateway/config"
+	"xmppgw/gateway/internal/testkit"
 	"xmppgw/gateway/metrics"
 	"xmppgw/gateway/presence"
 )
@@ -90,17 +89,13 @@ func TestPresenceEndpoint(t *testing.T) {
 	}
 }
 
-const minimal = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
+const minimal = testkit.MinimalConfig
 
 // testServer is the server of a gateway that is not running (both links
 // down) with the config body.
 func testServer(t *testing.T, body, version string, p Presence) *Server {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "xmppgw.yaml")
-	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(f)
+	cfg, err := config.Load(testkit.WriteConfig(t, body))
 	if err != nil {
 		t.Fatal(err)
 	}

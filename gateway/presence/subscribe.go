@@ -129,28 +129,16 @@ func (p *Service) onSubscribe(w Writer, pr *stanza.Presence, a *addrs) error {
 	if err != nil {
 		return err
 	}
+	if !already && !p.admitNew(w, pr, a) {
+		// past a cap (in forward mode a worker's approval could not be
+		// recorded), or past the rate of new subscriptions
+		return nil
+	}
 	if mode == "forward" && !already {
-		// a worker's approval could not be recorded past a cap
-		if err := p.st.canAdd(a.contact); err != nil {
-			p.refuse(w, pr, a, storeLimit(err))
-			return nil
-		}
-		if !p.allowNew(a.contact) {
-			p.refuse(w, pr, a, "subscribe_rate")
-			return nil
-		}
 		p.emit(&stanza.Event{Kind: "subscription", ID: pr.ID, Type: "subscribe", From: pr.From, To: pr.To})
 		return nil
 	}
 	if !already {
-		if err := p.st.canAdd(a.contact); err != nil {
-			p.refuse(w, pr, a, storeLimit(err))
-			return nil
-		}
-		if !p.allowNew(a.contact) {
-			p.refuse(w, pr, a, "subscribe_rate")
-			return nil
-		}
 		if _, err := p.st.addSubscriber(a.local, a.contact); errors.Is(err, ErrStoreFull) {
 			p.refuse(w, pr, a, storeLimit(err))
 			return nil
@@ -185,6 +173,21 @@ func (p *Service) onSubscribe(w Writer, pr *stanza.Presence, a *addrs) error {
 	}
 	p.write(w, b)
 	return nil
+}
+
+// admitNew reports whether a new subscriber may be added under the caps
+// of the store and the rate of new subscriptions; if not, the subscribe is
+// refused.
+func (p *Service) admitNew(w Writer, pr *stanza.Presence, a *addrs) bool {
+	if err := p.st.canAdd(a.contact); err != nil {
+		p.refuse(w, pr, a, storeLimit(err))
+		return false
+	}
+	if !p.allowNew(a.contact) {
+		p.refuse(w, pr, a, "subscribe_rate")
+		return false
+	}
+	return true
 }
 
 // refuse answers a subscribe that the cap named limit refused with

@@ -1,9 +1,11 @@
-// Package testkit holds what the gateway's tests share: one polling helper
-// and a logger that writes to the test's log.
+// Package testkit holds what the gateway's tests share: one polling helper,
+// a logger that writes to the test's log, and config files.
 package testkit
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,4 +36,18 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// MinimalConfig is the smallest valid component-mode configuration.
+const MinimalConfig = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
+
+// WriteConfig writes body to a config file in a temporary directory and
+// returns its path.
+func WriteConfig(t testing.TB, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "xmppgw.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
