@@ -247,6 +247,3 @@ func (c *Consumer) Close() error {
 	}
 	return nil
 }
-
-// conn exposes the connection to the tests.
-func (c *Consumer) connection() *amqp.Connection { return c.conn }

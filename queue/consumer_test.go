@@ -5,7 +5,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
+
+// connection exposes the consumer's connection to the tests.
+func (c *Consumer) connection() *amqp.Connection { return c.conn }
 
 func consume(t *testing.T, q string, prefetch int) *Consumer {
 	t.Helper()
