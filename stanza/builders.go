@@ -113,24 +113,3 @@ func appendChildSafe(dst []byte, name, v string) []byte {
 	dst = append(dst, name...)
 	return append(dst, '>')
 }
-
-// GenerateID returns a 16-character id for an event or stanza that has none.
-// seed is the caller's randomness or a counter: the mapping is a bijection
-// (SplitMix64 finaliser), so distinct seeds give distinct ids. The package
-// holds no random state.
-func GenerateID(seed uint64) string {
-	var b [16]byte
-	return string(AppendID(b[:0], seed))
-}
-
-// AppendID appends the id GenerateID(seed) returns.
-func AppendID(dst []byte, seed uint64) []byte {
-	z := seed + 0x9e3779b97f4a7c15
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	z ^= z >> 31
-	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, hexDigits[(z>>uint(i))&15])
-	}
-	return dst
-}

@@ -121,7 +121,8 @@ func (s *stanzaReader) grow(buf *[]byte, c []byte, max int, what string) {
 	*buf = append(*buf, c...)
 }
 
-func attrs(start *xml.StartElement) (from, to, id, typ string, hasType bool) {
+// attrs returns the stanza attributes (in no namespace) of start.
+func attrs(start *xml.StartElement) (from, to, id, typ string) {
 	for _, a := range start.Attr {
 		if a.Name.Space != "" {
 			continue
@@ -134,7 +135,7 @@ func attrs(start *xml.StartElement) (from, to, id, typ string, hasType bool) {
 		case "id":
 			id = a.Value
 		case "type":
-			typ, hasType = a.Value, true
+			typ = a.Value
 		}
 	}
 	return
@@ -161,7 +162,7 @@ func attrs(start *xml.StartElement) (from, to, id, typ string, hasType bool) {
 func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event, error) {
 	lim = lim.withDefaults()
 	var ev Event
-	ev.From, ev.To, ev.ID, ev.Type, _ = attrs(&start)
+	ev.From, ev.To, ev.ID, ev.Type = attrs(&start)
 	switch ev.Type {
 	case "chat", "error", "groupchat", "headline", "normal":
 	default:
@@ -284,7 +285,7 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 func DecodePresence(start xml.StartElement, r xml.TokenReader, lim Limits) (Presence, error) {
 	lim = lim.withDefaults()
 	var p Presence
-	p.From, p.To, p.ID, p.Type, _ = attrs(&start)
+	p.From, p.To, p.ID, p.Type = attrs(&start)
 	if p.Type == "" {
 		p.Type = "available"
 	}

@@ -274,7 +274,7 @@ func (e *Encoder) target(it *item) ([]byte, *ItemError) {
 	if len(t) == 0 {
 		return nil, itemErr(ReasonMissingField, "target is empty")
 	}
-	canon, _, _, jerr := canonJID(t)
+	canon, jerr := canonJID(t)
 	if jerr != nil {
 		return nil, itemErr(ReasonBadJID, "target "+excerpt(t)+": "+jerr.Error())
 	}
@@ -333,7 +333,7 @@ func (e *Encoder) checkFrom(s []byte, bareLocal bool) ([]byte, *ItemError) {
 		}
 		return []byte(j.String()), nil
 	}
-	canon, _, _, err := canonJID(s)
+	canon, err := canonJID(s)
 	if err != nil {
 		return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+err.Error())
 	}

@@ -87,16 +87,17 @@ func fastDomain(d []byte) bool {
 }
 
 // canonJID returns the canonical form of the JID s, using the fast path when
-// it applies. ok is false when s is not a valid JID.
-func canonJID(s []byte) (canon []byte, j jid.JID, slow bool, err error) {
+// it applies (the result then aliases s), or an error when s is not a valid
+// JID.
+func canonJID(s []byte) ([]byte, error) {
 	if fastJID(s) {
-		return s, jid.JID{}, false, nil
+		return s, nil
 	}
-	j, err = jid.Parse(string(s))
+	j, err := jid.Parse(string(s))
 	if err != nil {
-		return nil, jid.JID{}, true, err
+		return nil, err
 	}
-	return []byte(j.String()), j, true, nil
+	return []byte(j.String()), nil
 }
 
 // splitJID splits a syntactically valid JID into its parts.

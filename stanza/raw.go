@@ -366,7 +366,7 @@ func (e *Encoder) rawRootAttrs(dst, body []byte, attrs []xml.Attr, m *Meta, info
 		}
 	}
 	if to != nil {
-		canon, _, _, err := canonJID([]byte(to.Value))
+		canon, err := canonJID([]byte(to.Value))
 		if err != nil {
 			return nil, itemErr(ReasonBadJID, "to "+excerpt(to.Value)+": "+err.Error())
 		}
