@@ -67,11 +67,13 @@ func open(ctx context.Context, cfg Config, in Inbound, conn net.Conn) (*Session,
 		if err != nil || addr.Localpart() != "" || addr.Resourcepart() != "" {
 			return nil, fmt.Errorf("component: bad component domain %q", cfg.Domain)
 		}
-		xs, err := mcomponent.NewSession(ctx, addr, []byte(cfg.Secret), conn)
+		tc := newTailConn(conn)
+		xs, err := mcomponent.NewSession(ctx, addr, []byte(cfg.Secret), tc)
 		if err != nil {
 			return nil, componentErr(cfg, err)
 		}
 		s := newSession(cfg, in, log, xs, addr, disco.ComponentGeneric)
+		s.tail = tc
 		s.self = addr.String()
 		// Barrier pings go from our domain to our domain. Checked on Prosody
 		// 0.12: it routes such a ping back to us over this same stream,

@@ -78,6 +78,7 @@ type Session struct {
 	log  *slog.Logger
 	xs   *xmpp.Session
 	conn net.Conn
+	tail *tailConn // component mode: the last bytes read, for StreamErrorCondition
 	addr jid.JID
 	self string // address our barrier pings come from
 	// pingTo is the address our barrier pings go to, the only entity
@@ -256,6 +257,26 @@ func (q *pendingQueue) oldest() (at int64, ok bool) {
 		return 0, false
 	}
 	return q.buf[q.head].at, true
+}
+
+// StreamErrorCondition returns the condition of the stream error the server
+// ended the session with ("" if none, or while the session runs): the error
+// mellium reported, or else the last stream error in the bytes read (which
+// mellium loses when echoing it back fails, and which a failed write of ours
+// hides).
+func (s *Session) StreamErrorCondition() string {
+	if c := StreamErrorCondition(s.Err()); c != "" {
+		return c
+	}
+	select {
+	case <-s.done:
+	default:
+		return ""
+	}
+	if s.tail != nil {
+		return s.tail.streamError()
+	}
+	return ""
 }
 
 // StreamErrorCondition returns the condition of the stream error that ended a

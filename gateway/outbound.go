@@ -150,7 +150,7 @@ func (o *outbound) run(ctx context.Context) error {
 		_ = cons.Close() // the broker requeues whatever is still unacked
 		select {
 		case <-sess.Done():
-			o.blame(sess.Err())
+			o.blame(sess.StreamErrorCondition())
 		default: // the consumer ended, not the stream
 		}
 		o.reset()
@@ -172,11 +172,11 @@ func (o *outbound) run(ctx context.Context) error {
 
 // blame counts a stream error that blames our input against the
 // redelivered item that was alone in flight when the stream ended.
-func (o *outbound) blame(streamErr error) {
+func (o *outbound) blame(cond string) {
 	if o.suspect == 0 {
 		return
 	}
-	if cond := component.StreamErrorCondition(streamErr); blameable(cond) {
+	if blameable(cond) {
 		o.redelivered.blame(o.suspect)
 		o.log.Warn("the XMPP server ended the stream while one redelivered item alone was in flight", "condition", cond)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 	xstream "mellium.im/xmpp/stream"
 
+	"xmppgw/component"
 	"xmppgw/gateway/internal/testkit"
 	"xmppgw/gateway/metrics"
 	"xmppgw/stanza"
@@ -709,7 +710,7 @@ func (h *pumpHarness) streamDies(err error) *pumpHarness {
 		h.t.Fatal("pump returned nil after the stream died")
 	}
 	o := h.g.out
-	o.blame(h.s.Err())
+	o.blame(component.StreamErrorCondition(h.s.Err()))
 	o.reset()
 	n := &pumpHarness{t: h.t, g: h.g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1), tag: h.tag}
 	ctx, cancel := context.WithCancel(context.Background())
