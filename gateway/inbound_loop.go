@@ -165,7 +165,7 @@ func (l *inLoop) publish(it *inItem, pub eventPublisher) {
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		Type:         it.ev.Kind,
-		MessageId:    it.ev.ID,
+		MessageId:    shortString(it.ev.ID),
 		Timestamp:    it.ev.ReceivedAt,
 		Body:         l.buf,
 	}, true, l.settled)
@@ -181,6 +181,16 @@ func (l *inLoop) publish(it *inItem, pub eventPublisher) {
 		return
 	}
 	l.pending = append(l.pending, pendingEvent{c: c, it: *it, at: l.now})
+}
+
+// shortString is s if it fits an AMQP short string (255 bytes), else "":
+// a longer stanza id stays in the event's JSON but cannot be the
+// message-id property (the publish would fail, and with it the event).
+func shortString(s string) string {
+	if len(s) > 255 {
+		return ""
+	}
+	return s
 }
 
 // settleReady settles the front of pending while it is resolved, at most

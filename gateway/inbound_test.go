@@ -297,3 +297,28 @@ func TestRefusalBacklogBounded(t *testing.T) {
 		t.Fatal("take did not empty the backlog")
 	}
 }
+
+// An id longer than an AMQP short string stays in the event, not in the
+// message-id property, so that the publish does not fail.
+func TestInboundLongIDPublished(t *testing.T) {
+	g := newTestGateway(t, "")
+	pub := &fakeEvents{auto: true}
+	usePublisher(g, func() eventPublisher { return pub })
+	long := strings.Repeat("i", 300)
+	g.in.offer(nil, &stanza.Event{Kind: "message", ID: long, Text: "hi"})
+	g.in.offer(nil, &stanza.Event{Kind: "message", ID: "short", Text: "hi"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.in.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pub.count() != 2 {
+		t.Fatalf("published %d", pub.count())
+	}
+	if m := pub.published[0]; m.MessageId != "" || !strings.Contains(string(m.Body), long) {
+		t.Fatalf("long id: message-id %q", m.MessageId)
+	}
+	if m := pub.published[1]; m.MessageId != "short" {
+		t.Fatalf("short id: message-id %q", m.MessageId)
+	}
+}
