@@ -2,8 +2,6 @@ package stanza
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -285,7 +283,7 @@ func (e *Encoder) target(it *item) ([]byte, *ItemError) {
 // our domain; client: the account's JID) and returns the from to write, or
 // nil for none.
 func (e *Encoder) sender(f jstr) ([]byte, *ItemError) {
-	if !f.set || len(f.raw) == 0 {
+	if !f.nonEmpty() {
 		if e.o.Mode == ModeClient {
 			return nil, nil
 		}
@@ -344,244 +342,11 @@ func (e *Encoder) checkFrom(s []byte, bareLocal bool) ([]byte, *ItemError) {
 	return canon, nil
 }
 
-// stanzaID returns the id to write and whether raw is a JSON string body
-// (item id) or plain text.
-func (e *Encoder) stanzaID(dst []byte, body []byte, f jstr, m *Meta) (string, *ItemError) {
-	if f.set && len(f.raw) > 0 {
-		s, err := decodeShort(f, "id", maxIDBytes)
-		if err != nil {
-			return "", err
-		}
-		return string(s), nil
-	}
-	if m.MessageID != "" {
-		if len(m.MessageID) > maxIDBytes || !validXMLString(m.MessageID) {
-			return "", itemErr(ReasonBadField, "AMQP message-id is not usable as a stanza id: "+excerpt(m.MessageID))
-		}
-		return m.MessageID, nil
-	}
-	return hashID(dst, body, m), nil
-}
-
-// hashID derives a stanza id from the body and the AMQP properties that do
-// not change on redelivery: the first 16 bytes of SHA-256, as hex. The spare
-// capacity of dst is used as scratch space.
-func hashID(dst, body []byte, m *Meta) string {
-	n0 := len(dst)
-	b := append(dst, "xmppgw-id\x00"...)
-	b = appendLV(b, body)
-	b = appendLV(b, m.CorrelationID)
-	b = appendLV(b, m.Type)
-	b = appendLV(b, m.AppID)
-	b = appendLV(b, m.UserID)
-	b = appendLV(b, m.ContentType)
-	if !m.Timestamp.IsZero() {
-		b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp.Unix()))
-	}
-	sum := sha256.Sum256(b[n0:])
-	var out [32]byte
-	for i, c := range sum[:16] {
-		out[2*i] = hexDigits[c>>4]
-		out[2*i+1] = hexDigits[c&15]
-	}
-	return string(out[:])
-}
-
-func appendLV[T string | []byte](b []byte, s T) []byte {
-	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info Info) ([]byte, Info, *ItemError) {
-	if it.status.set || it.show.set {
-		return nil, info, itemErr(ReasonBadField, "status and show belong to presence items")
-	}
-	if !it.target.set {
-		return nil, info, itemErr(ReasonMissingField, "target is required")
-	}
-	hasText := it.text.set
-	hasSubject := it.subject.set && len(it.subject.raw) > 0
-	if !hasText && it.payload == nil && !hasSubject {
-		return nil, info, itemErr(ReasonMissingField, "a message needs text, payload or subject")
-	}
-	to, err := e.target(it)
-	if err != nil {
-		return nil, info, err
-	}
-	from, err := e.sender(it.from)
-	if err != nil {
-		return nil, info, err
-	}
-	typ := e.defaultType
-	if it.typ.set {
-		switch string(it.typ.raw) {
-		case "chat":
-			typ = "chat"
-		case "normal":
-			typ = "normal"
-		case "headline":
-			typ = "headline"
-		case "groupchat":
-			typ = "groupchat"
-		default:
-			return nil, info, itemErr(ReasonBadField, "type must be chat, normal, headline or groupchat, got "+excerpt(it.typ.raw))
-		}
-	}
-	if hasText {
-		if err := checkText(it.text, "text", e.maxText); err != nil {
-			return nil, info, err
-		}
-	}
-	if hasSubject {
-		if err := checkText(it.subject, "subject", e.maxText); err != nil {
-			return nil, info, err
-		}
-	}
-	if it.thread.set && len(it.thread.raw) > 0 {
-		if err := checkText(it.thread, "thread", maxThreadBytes); err != nil {
-			if err.Reason == ReasonTooLong {
-				err.Reason = ReasonBadField
-			}
-			return nil, info, err
-		}
-	}
-	if it.payload != nil {
-		if e.o.MaxPayloadBytes > 0 && len(it.payload) > e.o.MaxPayloadBytes {
-			return nil, info, itemErr(ReasonTooLong, fmt.Sprintf("payload is %d bytes, over the limit of %d", len(it.payload), e.o.MaxPayloadBytes))
-		}
-		if !it.payloadPlain && hasNonChar(it.payload) {
-			return nil, info, itemErr(ReasonInvalidChar, "payload holds a character XML cannot carry")
-		}
-	}
-	id, err := e.stanzaID(dst, body, it.id, m)
-	if err != nil {
-		return nil, info, err
-	}
-	info.ID = id
-
-	dst = append(dst, "<message"...)
-	if from != nil {
-		dst = appendAttr(dst, " from='", from)
-	}
-	dst = appendAttr(dst, " to='", to)
-	dst = appendAttr(dst, " type='", typ)
-	dst = appendAttr(dst, " id='", id)
-	dst = append(dst, '>')
-	if hasSubject {
-		dst = append(dst, "<subject>"...)
-		dst = appendJstr(dst, it.subject)
-		dst = append(dst, "</subject>"...)
-	}
-	if hasText {
-		dst = append(dst, "<body>"...)
-		dst = appendJstr(dst, it.text)
-		dst = append(dst, "</body>"...)
-	}
-	if it.thread.set && len(it.thread.raw) > 0 {
-		dst = append(dst, "<thread>"...)
-		dst = appendJstr(dst, it.thread)
-		dst = append(dst, "</thread>"...)
-	}
-	if it.payload != nil {
-		dst = append(dst, "<json xmlns='urn:xmpp:json:0'>"...)
-		if it.payloadPlain {
-			dst = append(dst, it.payload...)
-		} else {
-			dst = appendEsc(dst, it.payload, false)
-		}
-		dst = append(dst, "</json>"...)
-	}
-	dst = append(dst, "</message>"...)
-	return dst, info, nil
-}
-
 // appendAttr appends ` name='value'` where open is ` name='`.
 func appendAttr[T string | []byte](dst []byte, open string, v T) []byte {
 	dst = append(dst, open...)
 	dst = appendEsc(dst, v, true)
 	return append(dst, '\'')
-}
-
-func (e *Encoder) appendPresenceItem(dst, body []byte, it *item, m *Meta, info Info) ([]byte, Info, *ItemError) {
-	if it.text.set || it.payload != nil || it.subject.set || it.thread.set {
-		return nil, info, itemErr(ReasonBadField, "text, payload, subject and thread belong to message items")
-	}
-	typ := "available"
-	if it.typ.set {
-		switch string(it.typ.raw) {
-		case "available":
-		case "unavailable":
-			typ = "unavailable"
-		case "subscribe":
-			typ = "subscribe"
-		case "subscribed":
-			typ = "subscribed"
-		case "unsubscribe":
-			typ = "unsubscribe"
-		case "unsubscribed":
-			typ = "unsubscribed"
-		default:
-			return nil, info, itemErr(ReasonBadField, "presence type must be available, unavailable, subscribe, subscribed, unsubscribe or unsubscribed, got "+excerpt(it.typ.raw))
-		}
-	}
-	var to []byte
-	if it.target.set {
-		var err *ItemError
-		if to, err = e.target(it); err != nil {
-			return nil, info, err
-		}
-	} else if e.o.Mode == ModeComponent || (typ != "available" && typ != "unavailable") {
-		return nil, info, itemErr(ReasonMissingField, "target is required")
-	}
-	from, err := e.sender(it.from)
-	if err != nil {
-		return nil, info, err
-	}
-	if it.show.set {
-		switch string(it.show.raw) {
-		case "away", "chat", "dnd", "xa":
-		default:
-			return nil, info, itemErr(ReasonBadField, "show must be away, chat, dnd or xa, got "+excerpt(it.show.raw))
-		}
-	}
-	if it.status.set {
-		if err := checkText(it.status, "status", e.maxText); err != nil {
-			return nil, info, err
-		}
-	}
-	id, err := e.stanzaID(dst, body, it.id, m)
-	if err != nil {
-		return nil, info, err
-	}
-	info.ID = id
-	info.PresenceType = typ
-	info.From, info.To = string(from), string(to)
-	dst = append(dst, "<presence"...)
-	if from != nil {
-		dst = appendAttr(dst, " from='", from)
-	}
-	if to != nil {
-		dst = appendAttr(dst, " to='", to)
-	}
-	if typ != "available" {
-		dst = appendAttr(dst, " type='", typ)
-	}
-	dst = appendAttr(dst, " id='", id)
-	if !it.show.set && !(it.status.set && len(it.status.raw) > 0) {
-		return append(dst, "/>"...), info, nil
-	}
-	dst = append(dst, '>')
-	if it.show.set {
-		dst = append(dst, "<show>"...)
-		dst = append(dst, it.show.raw...)
-		dst = append(dst, "</show>"...)
-	}
-	if it.status.set && len(it.status.raw) > 0 {
-		dst = append(dst, "<status>"...)
-		dst = appendJstr(dst, it.status)
-		dst = append(dst, "</status>"...)
-	}
-	return append(dst, "</presence>"...), info, nil
 }
 
 // appendJstr appends the decoded string member f escaped as character data.

@@ -11,6 +11,9 @@ type jstr struct {
 	set   bool
 }
 
+// nonEmpty reports whether the member is present and not "".
+func (f jstr) nonEmpty() bool { return f.set && len(f.raw) > 0 }
+
 // item holds the members of one outbound item as spans of the body.
 type item struct {
 	target, text, typ, from, subject, thread, id, kind, stanza, enqueuedAt, status, show jstr
@@ -18,7 +21,7 @@ type item struct {
 	payloadPlain                                                                         bool
 }
 
-// fieldName returns the name of the member of it that key names, or nil.
+// field returns the member of it that key names, or nil.
 func (it *item) field(key string) *jstr {
 	switch key {
 	case "target":

@@ -1,0 +1,144 @@
+package stanza
+
+import "fmt"
+
+// appendMessageItem appends the <message/> of a message item: it checks
+// the item (checkMessageItem), picks its id, then writes it.
+func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info Info) ([]byte, Info, *ItemError) {
+	h, err := e.checkMessageItem(it)
+	if err != nil {
+		return nil, info, err
+	}
+	id, err := e.stanzaID(dst, body, it.id, m)
+	if err != nil {
+		return nil, info, err
+	}
+	info.ID = id
+	return appendMessage(dst, it, &h, id), info, nil
+}
+
+// messageHead holds the checked attributes of a message item's stanza.
+type messageHead struct {
+	from, to []byte // canonical JIDs; from nil for none
+	typ      string
+}
+
+// checkMessageItem checks every member of a message item, in a fixed order
+// (which decides the error reported for an item with several faults), and
+// returns the stanza's attributes other than the id.
+func (e *Encoder) checkMessageItem(it *item) (messageHead, *ItemError) {
+	var h messageHead
+	if it.status.set || it.show.set {
+		return h, itemErr(ReasonBadField, "status and show belong to presence items")
+	}
+	if !it.target.set {
+		return h, itemErr(ReasonMissingField, "target is required")
+	}
+	if !it.text.set && it.payload == nil && !it.subject.nonEmpty() {
+		return h, itemErr(ReasonMissingField, "a message needs text, payload or subject")
+	}
+	var err *ItemError
+	if h.to, err = e.target(it); err != nil {
+		return h, err
+	}
+	if h.from, err = e.sender(it.from); err != nil {
+		return h, err
+	}
+	if h.typ, err = e.messageType(it.typ); err != nil {
+		return h, err
+	}
+	if err := e.checkMessageContent(it); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// messageType returns the type to write for the item's type member.
+func (e *Encoder) messageType(f jstr) (string, *ItemError) {
+	if !f.set {
+		return e.defaultType, nil
+	}
+	// constants, so that the result does not alias the body
+	switch string(f.raw) {
+	case "chat":
+		return "chat", nil
+	case "normal":
+		return "normal", nil
+	case "headline":
+		return "headline", nil
+	case "groupchat":
+		return "groupchat", nil
+	}
+	return "", itemErr(ReasonBadField, "type must be chat, normal, headline or groupchat, got "+excerpt(f.raw))
+}
+
+// checkMessageContent checks the text, subject, thread and payload members
+// against their bounds and for characters XML cannot carry.
+func (e *Encoder) checkMessageContent(it *item) *ItemError {
+	if it.text.set {
+		if err := checkText(it.text, "text", e.maxText); err != nil {
+			return err
+		}
+	}
+	if it.subject.nonEmpty() {
+		if err := checkText(it.subject, "subject", e.maxText); err != nil {
+			return err
+		}
+	}
+	if it.thread.nonEmpty() {
+		if err := checkText(it.thread, "thread", maxThreadBytes); err != nil {
+			if err.Reason == ReasonTooLong {
+				err.Reason = ReasonBadField
+			}
+			return err
+		}
+	}
+	if it.payload != nil {
+		if e.o.MaxPayloadBytes > 0 && len(it.payload) > e.o.MaxPayloadBytes {
+			return itemErr(ReasonTooLong, fmt.Sprintf("payload is %d bytes, over the limit of %d", len(it.payload), e.o.MaxPayloadBytes))
+		}
+		if !it.payloadPlain && hasNonChar(it.payload) {
+			return itemErr(ReasonInvalidChar, "payload holds a character XML cannot carry")
+		}
+	}
+	return nil
+}
+
+// appendMessage writes the <message/> of a checked message item.
+func appendMessage(dst []byte, it *item, h *messageHead, id string) []byte {
+	dst = append(dst, "<message"...)
+	if h.from != nil {
+		dst = appendAttr(dst, " from='", h.from)
+	}
+	dst = appendAttr(dst, " to='", h.to)
+	dst = appendAttr(dst, " type='", h.typ)
+	dst = appendAttr(dst, " id='", id)
+	dst = append(dst, '>')
+	if it.subject.nonEmpty() {
+		dst = appendChild(dst, "<subject>", it.subject, "</subject>")
+	}
+	if it.text.set {
+		dst = appendChild(dst, "<body>", it.text, "</body>")
+	}
+	if it.thread.nonEmpty() {
+		dst = appendChild(dst, "<thread>", it.thread, "</thread>")
+	}
+	if it.payload != nil {
+		dst = append(dst, "<json xmlns='urn:xmpp:json:0'>"...)
+		if it.payloadPlain {
+			dst = append(dst, it.payload...)
+		} else {
+			dst = appendEsc(dst, it.payload, false)
+		}
+		dst = append(dst, "</json>"...)
+	}
+	return append(dst, "</message>"...)
+}
+
+// appendChild appends the start tag open, the decoded member f as its
+// character data, and the end tag end.
+func appendChild(dst []byte, open string, f jstr, end string) []byte {
+	dst = append(dst, open...)
+	dst = appendJstr(dst, f)
+	return append(dst, end...)
+}
