@@ -32,6 +32,25 @@ type nsDecl struct {
 	prefix, uri string
 }
 
+// nsScope resolves prefixes while re-encoding: the declarations in scope,
+// innermost last. The default namespace is the stream's unless declared.
+type nsScope struct {
+	decls    []nsDecl
+	streamNS string
+}
+
+func (s *nsScope) lookup(prefix string) (string, bool) {
+	for i := len(s.decls) - 1; i >= 0; i-- {
+		if s.decls[i].prefix == prefix {
+			return s.decls[i].uri, true
+		}
+	}
+	if prefix == "" {
+		return s.streamNS, true
+	}
+	return "", false
+}
+
 // rawElem is an open element while re-encoding a raw stanza.
 type rawElem struct {
 	name  xml.Name // raw (prefix, local) as written in the input
@@ -39,364 +58,288 @@ type rawElem struct {
 	decls int      // len(scope) before this element's declarations
 }
 
-// appendRaw re-encodes the item's raw `stanza` member.
+// appendRaw re-encodes the item's raw `stanza` member: one <message/> or
+// <presence/>, written anew token by token (rawWriter) so that what goes out
+// is what a namespace-aware parser reads, with its from, to and id checked
+// like an item's.
 func (e *Encoder) appendRaw(dst, body []byte, it *item, m *Meta, info Info) ([]byte, Info, *ItemError) {
 	if _, ok := checkJSONString(it.stanza.raw, it.stanza.esc); !ok {
 		return nil, info, itemErr(ReasonInvalidChar, "stanza holds a character XML cannot carry")
 	}
 	src := appendJSONString(nil, it.stanza.raw, it.stanza.esc)
-	streamNS := nsComponent
+	w := rawWriter{e: e, body: body, meta: *m, dst: dst, info: info}
+	w.scope.streamNS = nsComponent
 	if e.o.Mode == ModeClient {
-		streamNS = nsClient
+		w.scope.streamNS = nsClient
 	}
-	bad := func(msg string) *ItemError { return itemErr(ReasonBadStanza, msg) }
 	n0 := len(dst)
-
 	d := xml.NewDecoder(bytes.NewReader(src))
 	d.Strict = true
-	var (
-		scope    []nsDecl
-		stack    []rawElem
-		open     bool // a start tag is written but not yet closed with '>'
-		done     bool // the root element has ended
-		bodyLen  int
-		inBody   bool
-		haveRoot bool
-	)
-	lookup := func(prefix string) (string, bool) {
-		for i := len(scope) - 1; i >= 0; i-- {
-			if scope[i].prefix == prefix {
-				return scope[i].uri, true
-			}
-		}
-		if prefix == "" {
-			return streamNS, true
-		}
-		return "", false
-	}
 	for {
 		tok, err := d.RawToken()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, info, bad(syntaxDetail(err, d.InputOffset()))
+			return nil, info, badStanza(syntaxDetail(err, d.InputOffset()))
 		}
-		if len(dst)-n0 > e.maxStanza {
+		if len(w.dst)-n0 > e.maxStanza {
 			return nil, info, tooLarge(e.maxStanza)
 		}
-		switch t := tok.(type) {
-		case xml.Comment:
-			// dropped
-		case xml.ProcInst, xml.Directive:
-			return nil, info, bad("processing instructions and directives are not allowed")
-		case xml.CharData:
-			if len(stack) == 0 {
-				if len(bytes.TrimLeft(t, " \t\r\n")) != 0 {
-					if done {
-						return nil, info, bad("trailing content after the element")
-					}
-					return nil, info, bad("text outside the element")
-				}
-				continue
-			}
-			if !validXMLString(string(t)) {
-				return nil, info, itemErr(ReasonInvalidChar, "stanza holds a character XML cannot carry")
-			}
-			if inBody && len(stack) == 2 {
-				bodyLen += len(t)
-				if bodyLen > e.maxText {
-					return nil, info, itemErr(ReasonTooLong, "body of the stanza is over the limit of "+strconv.Itoa(e.maxText))
-				}
-			}
-			if open {
-				dst = append(dst, '>')
-				open = false
-			}
-			dst = appendEsc(dst, []byte(t), false)
-		case xml.EndElement:
-			if len(stack) == 0 {
-				return nil, info, bad("unexpected end element")
-			}
-			top := stack[len(stack)-1]
-			if t.Name != top.name {
-				return nil, info, bad("mismatched end element")
-			}
-			stack = stack[:len(stack)-1]
-			scope = scope[:top.decls]
-			if open {
-				dst = append(dst, "/>"...)
-				open = false
-			} else {
-				dst = append(dst, "</"...)
-				dst = append(dst, top.name.Local...)
-				dst = append(dst, '>')
-			}
-			inBody = false
-			if len(stack) == 0 {
-				done = true
-			}
-		case xml.StartElement:
-			if done {
-				return nil, info, bad("trailing content: more than one element")
-			}
-			if len(stack) >= maxRawDepth {
-				return nil, info, bad("nested too deeply")
-			}
-			if open {
-				dst = append(dst, '>')
-				open = false
-			}
-			if !qName(t.Name) {
-				return nil, info, bad("element name " + excerpt(rawName(t.Name)) + " is not an ASCII XML name with at most one colon")
-			}
-			if len(t.Attr) > maxRawAttrs {
-				return nil, info, bad("more than " + strconv.Itoa(maxRawAttrs) + " attributes on one element")
-			}
-			mark := len(scope)
-			for i, a := range t.Attr {
-				if !qName(a.Name) {
-					return nil, info, bad("attribute name " + excerpt(rawName(a.Name)) + " is not an ASCII XML name with at most one colon")
-				}
-				for _, b := range t.Attr[:i] {
-					if b.Name == a.Name {
-						return nil, info, bad("duplicate attribute " + excerpt(rawName(a.Name)))
-					}
-				}
-				if strings.ContainsAny(a.Value, "\t\n\r") {
-					// An XML parser reads a literal tab or line break in an
-					// attribute value as a space; the decoder has already
-					// replaced character references, so the two cannot be
-					// told apart: refuse rather than change the meaning.
-					return nil, info, bad("attribute " + excerpt(rawName(a.Name)) + " holds a tab or line break")
-				}
-				switch {
-				case a.Name.Space == "xmlns":
-					if a.Value == "" || a.Name.Local == "xml" || a.Name.Local == "xmlns" || a.Value == nsXML || a.Value == nsXMLNS {
-						return nil, info, bad("invalid namespace declaration of prefix " + excerpt(a.Name.Local))
-					}
-					scope = append(scope, nsDecl{a.Name.Local, a.Value})
-				case a.Name.Space == "" && a.Name.Local == "xmlns":
-					v := a.Value
-					if v == nsXML || v == nsXMLNS {
-						return nil, info, bad("invalid default namespace declaration")
-					}
-					if len(stack) == 0 {
-						if v != "" && v != nsClient && v != nsComponent {
-							return nil, info, bad("the element's namespace must be jabber:client or jabber:component:accept")
-						}
-						v = streamNS
-					}
-					scope = append(scope, nsDecl{"", v})
-				}
-			}
-			ns, ok := lookup(t.Name.Space)
-			if !ok || t.Name.Space == "xmlns" || t.Name.Space == "xml" {
-				return nil, info, bad("undeclared namespace prefix " + excerpt(t.Name.Space))
-			}
-			if ns == nsStream {
-				return nil, info, bad("stream elements are not allowed")
-			}
-			parentNS := streamNS
-			if len(stack) == 0 {
-				if haveRoot {
-					return nil, info, bad("more than one element")
-				}
-				haveRoot = true
-				if ns != streamNS && ns != nsClient && ns != nsComponent && ns != "" {
-					return nil, info, bad("the element's namespace must be jabber:client or jabber:component:accept")
-				}
-				if t.Name.Local != "message" && t.Name.Local != "presence" {
-					return nil, info, bad("the element must be message or presence, got " + excerpt(t.Name.Local))
-				}
-				ns = streamNS
-				info.Kind = "message"
-				if t.Name.Local == "presence" {
-					info.Kind = "presence"
-				}
-			} else {
-				parentNS = stack[len(stack)-1].ns
-			}
-			if ns == "" {
-				// xmlns='' undeclares the default namespace: not representable
-				return nil, info, bad("empty namespace declarations are not allowed")
-			}
-			stack = append(stack, rawElem{name: t.Name, ns: ns, decls: mark})
-			inBody = len(stack) == 2 && t.Name.Local == "body" && ns == streamNS
-
-			dst = append(dst, '<')
-			dst = append(dst, t.Name.Local...)
-			if ns != parentNS {
-				dst = appendAttr(dst, " xmlns='", ns)
-			}
-			var ierr *ItemError
-			if len(stack) == 1 {
-				dst, ierr = e.rawRootAttrs(dst, body, t.Attr, m, &info, lookup)
-			} else {
-				dst, ierr = appendRawAttrs(dst, t.Attr, lookup)
-			}
-			if ierr != nil {
-				return nil, info, ierr
-			}
-			open = true
+		if ierr := w.token(tok); ierr != nil {
+			return nil, info, ierr
 		}
 	}
-	if !done {
-		if !haveRoot {
-			return nil, info, bad("no element")
+	if !w.done {
+		if !w.haveRoot {
+			return nil, info, badStanza("no element")
 		}
-		return nil, info, bad("unexpected end of the element")
+		return nil, info, badStanza("unexpected end of the element")
 	}
-	return dst, info, nil
+	return w.dst, w.info, nil
 }
 
-// appendRawAttrs writes the attributes of a child element. Namespaced
-// attributes get generated prefixes declared on the element itself.
-// The attribute names of attrs are unique (checked by the caller); their
-// expanded names (namespace, local name) must be too, since two prefixes
-// bound to one namespace would otherwise name the same attribute twice.
-func appendRawAttrs(dst []byte, attrs []xml.Attr, lookup func(string) (string, bool)) ([]byte, *ItemError) {
-	var prefixes []string // uri of generated prefix a<i>
-	for i, a := range attrs {
-		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-			continue
-		}
-		if !validXMLString(a.Value) {
-			return nil, itemErr(ReasonInvalidChar, "stanza holds a character XML cannot carry")
-		}
-		switch a.Name.Space {
-		case "":
-			dst = append(dst, ' ')
-			dst = append(dst, a.Name.Local...)
-		case "xml":
-			dst = append(dst, " xml:"...)
-			dst = append(dst, a.Name.Local...)
-		default:
-			uri, ok := lookup(a.Name.Space)
-			if !ok || a.Name.Space == "" {
-				return nil, itemErr(ReasonBadStanza, "undeclared namespace prefix "+excerpt(a.Name.Space))
-			}
-			for _, b := range attrs[:i] {
-				if b.Name.Local != a.Name.Local || b.Name.Space == "" || b.Name.Space == "xml" || b.Name.Space == "xmlns" {
-					continue
-				}
-				if u, _ := lookup(b.Name.Space); u == uri {
-					return nil, itemErr(ReasonBadStanza, "attribute "+excerpt(a.Name.Local)+" twice in one namespace")
-				}
-			}
-			p := -1
-			for j, u := range prefixes {
-				if u == uri {
-					p = j
-				}
-			}
-			if p < 0 {
-				p = len(prefixes)
-				prefixes = append(prefixes, uri)
-				dst = append(dst, " xmlns:a"...)
-				dst = strconv.AppendInt(dst, int64(p), 10)
-				dst = appendAttr(dst, "='", uri)
-			}
-			dst = append(dst, " a"...)
-			dst = strconv.AppendInt(dst, int64(p), 10)
-			dst = append(dst, ':')
-			dst = append(dst, a.Name.Local...)
-		}
-		dst = appendAttr(dst, "='", a.Value)
-	}
-	return dst, nil
+// badStanza is the error for a raw stanza that is not one well-formed
+// message or presence element.
+func badStanza(msg string) *ItemError { return itemErr(ReasonBadStanza, msg) }
+
+// rawWriter is appendRaw's state between tokens.
+type rawWriter struct {
+	e    *Encoder
+	body []byte // the item, from which an id is derived
+	// meta is a copy of the caller's: the methods store into w, so escape
+	// analysis lets everything w points to escape, and a pointer would move
+	// Append's Meta to the heap on every call.
+	meta Meta
+	dst  []byte
+	info Info
+
+	scope    nsScope
+	stack    []rawElem
+	open     bool // a start tag is written but not yet closed with '>'
+	done     bool // the root element has ended
+	haveRoot bool
+	inBody   bool // inside the stanza's <body>
+	bodyLen  int  // bytes of character data in <body>
 }
 
-// rawRootAttrs checks and writes the attributes of the raw stanza's element.
-func (e *Encoder) rawRootAttrs(dst, body []byte, attrs []xml.Attr, m *Meta, info *Info, lookup func(string) (string, bool)) ([]byte, *ItemError) {
-	var from, to, id, typ *xml.Attr
-	for i := range attrs {
-		a := &attrs[i]
-		if a.Name.Space != "" {
-			continue
-		}
-		switch a.Name.Local {
-		case "from":
-			from = a
-		case "to":
-			to = a
-		case "id":
-			id = a
-		case "type":
-			typ = a
-		}
+// token checks and writes one token of the input.
+func (w *rawWriter) token(tok xml.Token) *ItemError {
+	switch t := tok.(type) {
+	case xml.Comment:
+		// dropped
+	case xml.ProcInst, xml.Directive:
+		return badStanza("processing instructions and directives are not allowed")
+	case xml.CharData:
+		return w.charData(t)
+	case xml.EndElement:
+		return w.endElement(t.Name)
+	case xml.StartElement:
+		return w.startElement(&t)
 	}
-	if typ != nil {
-		ok := false
-		if info.Kind == "message" {
-			switch typ.Value {
-			case "chat", "normal", "headline", "groupchat", "error":
-				ok = true
+	return nil
+}
+
+// closeStartTag ends the start tag written last if it is still open: the
+// element has content.
+func (w *rawWriter) closeStartTag() {
+	if w.open {
+		w.dst = append(w.dst, '>')
+		w.open = false
+	}
+}
+
+func (w *rawWriter) charData(t xml.CharData) *ItemError {
+	if len(w.stack) == 0 {
+		if len(bytes.TrimLeft(t, " \t\r\n")) != 0 {
+			if w.done {
+				return badStanza("trailing content after the element")
 			}
-		} else {
-			switch typ.Value {
-			case "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
-				ok = true
-			}
+			return badStanza("text outside the element")
 		}
-		if !ok {
-			return nil, itemErr(ReasonBadStanza, "bad type "+excerpt(typ.Value))
+		return nil
+	}
+	if !validXMLString(string(t)) {
+		return itemErr(ReasonInvalidChar, "stanza holds a character XML cannot carry")
+	}
+	if w.inBody && len(w.stack) == 2 {
+		w.bodyLen += len(t)
+		if w.bodyLen > w.e.maxText {
+			return itemErr(ReasonTooLong, "body of the stanza is over the limit of "+strconv.Itoa(w.e.maxText))
 		}
 	}
-	presence := info.Kind == "presence"
-	if presence {
-		info.PresenceType = "available"
-		if typ != nil {
-			info.PresenceType = typ.Value
-		}
+	w.closeStartTag()
+	w.dst = appendEsc(w.dst, []byte(t), false)
+	return nil
+}
+
+func (w *rawWriter) endElement(name xml.Name) *ItemError {
+	if len(w.stack) == 0 {
+		return badStanza("unexpected end element")
 	}
-	if from != nil {
-		f, err := e.checkFrom([]byte(from.Value), false)
-		if err != nil {
-			return nil, err
-		}
-		dst = appendAttr(dst, " from='", f)
-		if presence {
-			info.From = string(f)
-		}
-	} else if e.o.Mode == ModeComponent {
-		dst = appendAttr(dst, " from='", e.defaultFrom)
-		if presence {
-			info.From = string(e.defaultFrom)
-		}
+	top := w.stack[len(w.stack)-1]
+	if name != top.name {
+		return badStanza("mismatched end element")
 	}
-	if to != nil {
-		canon, err := canonJID([]byte(to.Value))
-		if err != nil {
-			return nil, itemErr(ReasonBadJID, "to "+excerpt(to.Value)+": "+err.Error())
-		}
-		dst = appendAttr(dst, " to='", canon)
-		if presence {
-			info.To = string(canon)
-		}
-	}
-	if id != nil {
-		if id.Value == "" || len(id.Value) > maxIDBytes {
-			return nil, itemErr(ReasonBadStanza, "bad id")
-		}
-		info.ID = id.Value
+	w.stack = w.stack[:len(w.stack)-1]
+	w.scope.decls = w.scope.decls[:top.decls]
+	if w.open {
+		w.dst = append(w.dst, "/>"...)
+		w.open = false
 	} else {
-		var err *ItemError
-		info.ID, err = e.stanzaID(dst, body, jstr{}, m)
-		if err != nil {
-			return nil, err
+		w.dst = append(w.dst, "</"...)
+		w.dst = append(w.dst, top.name.Local...)
+		w.dst = append(w.dst, '>')
+	}
+	w.inBody = false
+	if len(w.stack) == 0 {
+		w.done = true
+	}
+	return nil
+}
+
+// startElement checks a start tag, brings its declarations into scope and
+// writes it with its attributes, left open for its content.
+func (w *rawWriter) startElement(t *xml.StartElement) *ItemError {
+	if w.done {
+		return badStanza("trailing content: more than one element")
+	}
+	if len(w.stack) >= maxRawDepth {
+		return badStanza("nested too deeply")
+	}
+	w.closeStartTag()
+	if !qName(t.Name) {
+		return badStanza("element name " + excerpt(rawName(t.Name)) + " is not an ASCII XML name with at most one colon")
+	}
+	if len(t.Attr) > maxRawAttrs {
+		return badStanza("more than " + strconv.Itoa(maxRawAttrs) + " attributes on one element")
+	}
+	mark := len(w.scope.decls)
+	if err := w.declare(t.Attr); err != nil {
+		return err
+	}
+	ns, parentNS, err := w.elementNS(t.Name)
+	if err != nil {
+		return err
+	}
+	w.stack = append(w.stack, rawElem{name: t.Name, ns: ns, decls: mark})
+	w.inBody = len(w.stack) == 2 && t.Name.Local == "body" && ns == w.scope.streamNS
+
+	w.dst = append(w.dst, '<')
+	w.dst = append(w.dst, t.Name.Local...)
+	if ns != parentNS {
+		w.dst = appendAttr(w.dst, " xmlns='", ns)
+	}
+	if len(w.stack) == 1 {
+		err = w.rootAttrs(t.Attr)
+	} else {
+		w.dst, err = appendRawAttrs(w.dst, t.Attr, &w.scope)
+	}
+	if err != nil {
+		return err
+	}
+	w.open = true
+	return nil
+}
+
+// declare checks the attributes of a start tag (names, uniqueness, values)
+// and brings its namespace declarations into scope. The stanza's own
+// default namespace is always the stream's.
+func (w *rawWriter) declare(attrs []xml.Attr) *ItemError {
+	for i, a := range attrs {
+		if err := checkRawAttr(attrs, i); err != nil {
+			return err
+		}
+		switch {
+		case a.Name.Space == "xmlns":
+			if a.Value == "" || a.Name.Local == "xml" || a.Name.Local == "xmlns" || a.Value == nsXML || a.Value == nsXMLNS {
+				return badStanza("invalid namespace declaration of prefix " + excerpt(a.Name.Local))
+			}
+			w.scope.decls = append(w.scope.decls, nsDecl{a.Name.Local, a.Value})
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			v := a.Value
+			if v == nsXML || v == nsXMLNS {
+				return badStanza("invalid default namespace declaration")
+			}
+			if len(w.stack) == 0 {
+				if v != "" && v != nsClient && v != nsComponent {
+					return badStanza("the element's namespace must be jabber:client or jabber:component:accept")
+				}
+				v = w.scope.streamNS
+			}
+			w.scope.decls = append(w.scope.decls, nsDecl{"", v})
 		}
 	}
-	dst = appendAttr(dst, " id='", info.ID)
-	var rest []xml.Attr
-	for i := range attrs {
-		a := &attrs[i]
-		if a == from || a == to || a == id {
-			continue
-		}
-		rest = append(rest, *a)
+	return nil
+}
+
+// checkRawAttr checks the name of attrs[i], that no earlier attribute has
+// the same, and its value.
+func checkRawAttr(attrs []xml.Attr, i int) *ItemError {
+	a := &attrs[i]
+	if !qName(a.Name) {
+		return badStanza("attribute name " + excerpt(rawName(a.Name)) + " is not an ASCII XML name with at most one colon")
 	}
-	return appendRawAttrs(dst, rest, lookup)
+	for _, b := range attrs[:i] {
+		if b.Name == a.Name {
+			return badStanza("duplicate attribute " + excerpt(rawName(a.Name)))
+		}
+	}
+	if strings.ContainsAny(a.Value, "\t\n\r") {
+		// An XML parser reads a literal tab or line break in an attribute
+		// value as a space; the decoder has already replaced character
+		// references, so the two cannot be told apart: refuse rather than
+		// change the meaning.
+		return badStanza("attribute " + excerpt(rawName(a.Name)) + " holds a tab or line break")
+	}
+	return nil
+}
+
+// elementNS resolves and checks the namespace of an element whose
+// declarations are in scope, and returns it with its parent's (for the
+// stanza's element: the stream's, which it always gets).
+func (w *rawWriter) elementNS(name xml.Name) (ns, parentNS string, err *ItemError) {
+	ns, ok := w.scope.lookup(name.Space)
+	if !ok || name.Space == "xmlns" || name.Space == "xml" {
+		return "", "", badStanza("undeclared namespace prefix " + excerpt(name.Space))
+	}
+	if ns == nsStream {
+		return "", "", badStanza("stream elements are not allowed")
+	}
+	parentNS = w.scope.streamNS
+	if len(w.stack) == 0 {
+		if err := w.root(name, ns); err != nil {
+			return "", "", err
+		}
+		ns = w.scope.streamNS
+	} else {
+		parentNS = w.stack[len(w.stack)-1].ns
+	}
+	if ns == "" {
+		// xmlns='' undeclares the default namespace: not representable
+		return "", "", badStanza("empty namespace declarations are not allowed")
+	}
+	return ns, parentNS, nil
+}
+
+// root checks the stanza's element, in namespace ns: the only one, a
+// message or a presence in a stream namespace. It sets Info.Kind.
+func (w *rawWriter) root(name xml.Name, ns string) *ItemError {
+	if w.haveRoot {
+		return badStanza("more than one element")
+	}
+	w.haveRoot = true
+	if ns != w.scope.streamNS && ns != nsClient && ns != nsComponent && ns != "" {
+		return badStanza("the element's namespace must be jabber:client or jabber:component:accept")
+	}
+	if name.Local != "message" && name.Local != "presence" {
+		return badStanza("the element must be message or presence, got " + excerpt(name.Local))
+	}
+	w.info.Kind = "message"
+	if name.Local == "presence" {
+		w.info.Kind = "presence"
+	}
+	return nil
 }
 
 // qName reports whether n, as encoding/xml's RawToken splits a name, is a
