@@ -393,7 +393,7 @@ func forgedBarrier(t *testing.T, gw *runningGateway, proxy *harness.Proxy, alice
 	early := sent() - before
 	proxy.Cut()
 	waitFor(t, 60*time.Second, "gateway reconnected", gw.Ready)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	lost := 0
 	for {
 		lost = 0
@@ -419,18 +419,23 @@ func forgedBarrier(t *testing.T, gw *runningGateway, proxy *harness.Proxy, alice
 // (Prosody turns an inbound "subscribed" into a roster push, so the
 // answers are not observable as presences here; the count is.)
 func subscriptionFlood(t *testing.T, gw *runningGateway, mallory *harness.Client, p *harness.Prosody) struct{ dir, class, want, got string } {
-	r := struct{ dir, class, want, got string }{"in", "subscription flood (3000 localparts, one JID)", "check:ready, all 3000 counted in 30 s", ""}
-	const n = 3000
+	// Prosody itself spends a core on this flood (it rewrites the
+	// sender's roster for every subscription: about 50 a second here),
+	// so the flood is sized for Prosody, not for the gateway, which
+	// handles each in well under a millisecond.
+	r := struct{ dir, class, want, got string }{"in", "subscription flood (600 localparts, one JID)", "check:ready, all 600 handled or dropped, ≤ 100 stored", ""}
+	const n = 600
 	var b strings.Builder
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "<presence type='subscribe' id='sub-%d' to='flood%d@%s'/>", i, i, p.ComponentDomain)
 	}
-	// Every presence series summed (the label set may change).
-	counted := func() float64 {
+	// Every presence handled or dropped (a full worker queue drops, by
+	// design), each series summed over its labels.
+	sum := func(prefix string) float64 {
 		_, body := gw.get(t, "/metrics")
 		var sum float64
 		for _, line := range strings.Split(body, "\n") {
-			if strings.HasPrefix(line, "xmppgw_presence_stanzas_total") {
+			if strings.HasPrefix(line, prefix) {
 				var v float64
 				fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
 				sum += v
@@ -438,19 +443,23 @@ func subscriptionFlood(t *testing.T, gw *runningGateway, mallory *harness.Client
 		}
 		return sum
 	}
+	counted := func() float64 {
+		return sum("xmppgw_presence_stanzas_total") + sum("xmppgw_presence_dropped_total")
+	}
 	base := counted()
 	if err := mallory.SendRaw(context.Background(), b.String()); err != nil {
 		r.got = "send failed: " + err.Error()
 		return r
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for counted()-base < n && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	if c := counted() - base; gw.Ready() && c >= n {
+	stored := sum("xmppgw_presence_subscribers ")
+	if c := counted() - base; gw.Ready() && c >= n && stored <= 100 {
 		r.got = r.want
 	} else {
-		r.got = fmt.Sprintf("check:ready=%v, %.0f of %d counted in 30 s", gw.Ready(), c, n)
+		r.got = fmt.Sprintf("check:ready=%v, %.0f of %d handled or dropped in 60 s, %.0f stored", gw.Ready(), c, n, stored)
 	}
 	return r
 }
