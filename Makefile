@@ -13,9 +13,11 @@ FUZZ_PKGS  = $(shell grep -rl --include='*_test.go' '^func Fuzz' . | xargs -rn1 
 # The integration tests write the tables they print (fault matrix, hostile
 # input) here as Markdown too.
 REPORTS   ?= $(CURDIR)/bin/reports
-# Unit packages (no XMPP server; queue's tests dial the RabbitMQ at
-# 127.0.0.1:5672) and the integration tests (real Prosody and RabbitMQ). The integration tests run after the unit tests, one package at a
-# time: each Prosody takes a core while busy and CI has two.
+# Unit packages and the integration tests. Unit tests use fakes, except
+# queue's, which dial the RabbitMQ at 127.0.0.1:5672, and component's
+# TestProsody*, which start one private Prosody for the package. The
+# integration tests (real Prosody, ejabberd and RabbitMQ) run after them,
+# one package at a time: each Prosody takes a core while busy and CI has two.
 UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/integration')
 INTEG_PKGS = ./integration/...
 GOFILES    = $(shell find . -name '*.go' -not -path './data/*' -not -path '*/testdata/*' -not -path './bin/*')

@@ -5,49 +5,81 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"xmppgw/integration/harness"
 	"xmppgw/stanza"
 )
 
-// Tests against a running Prosody, only with XMPPGW_TEST_PROSODY=1. The
-// server is not started here (the integration package owns that); point the
-// test at one with:
-//
-//	XMPPGW_TEST_PROSODY_COMPONENT  component port (127.0.0.1:5347)
-//	XMPPGW_TEST_PROSODY_DOMAIN     component domain (gw.localhost)
-//	XMPPGW_TEST_PROSODY_SECRET     component secret (secret)
-//	XMPPGW_TEST_PROSODY_C2S        c2s port, plain (127.0.0.1:5222)
-//	XMPPGW_TEST_PROSODY_JID        account (bot@localhost)
-//	XMPPGW_TEST_PROSODY_PASSWORD   its password (botpw)
-func prosodyEnv(t *testing.T, key, def string) string {
+// Tests against a real Prosody, started once for the package from
+// configs/servers (integration/harness) on free loopback ports, with an
+// account bot@localhost. They skip, saying why, when Prosody is not
+// installed (.ci/setup installs it; CI always has it).
+
+var prosody struct {
+	once sync.Once
+	p    *harness.Prosody
+	dir  string
+	err  error
+}
+
+// prosodyServer starts the package's Prosody on first use.
+func prosodyServer(t *testing.T) *harness.Prosody {
 	t.Helper()
-	if os.Getenv("XMPPGW_TEST_PROSODY") != "1" {
-		t.Skip("set XMPPGW_TEST_PROSODY=1 to run against a real Prosody")
+	prosody.once.Do(func() {
+		if _, err := exec.LookPath("prosody"); err != nil {
+			prosody.err = errNoProsody
+			return
+		}
+		prosody.dir, prosody.err = os.MkdirTemp("", "xmppgw-component-prosody-")
+		if prosody.err != nil {
+			return
+		}
+		prosody.p, prosody.err = harness.StartProsodyDir(prosody.dir, harness.ProsodyOptions{
+			Users: map[string]string{"bot": "botpw"},
+		})
+	})
+	if errors.Is(prosody.err, errNoProsody) {
+		t.Skip("prosody is not installed (run .ci/setup)")
 	}
-	if v := os.Getenv("XMPPGW_TEST_PROSODY_" + key); v != "" {
-		return v
+	if prosody.err != nil {
+		t.Fatalf("starting Prosody: %v", prosody.err)
 	}
-	return def
+	return prosody.p
+}
+
+var errNoProsody = errors.New("prosody not installed")
+
+// stopProsody stops the package's Prosody, if one was started.
+func stopProsody() {
+	if prosody.p != nil {
+		_ = prosody.p.Close()
+	}
+	if prosody.dir != "" {
+		_ = os.RemoveAll(prosody.dir)
+	}
 }
 
 func prosodyComponentConfig(t *testing.T) Config {
+	p := prosodyServer(t)
 	cfg := testConfig(t)
-	cfg.Server = prosodyEnv(t, "COMPONENT", "127.0.0.1:5347")
-	cfg.Domain = prosodyEnv(t, "DOMAIN", "gw.localhost")
-	cfg.Secret = prosodyEnv(t, "SECRET", "secret")
+	cfg.Server = p.ComponentAddr
+	cfg.Domain = p.ComponentDomain
+	cfg.Secret = p.Secret
 	return cfg
 }
 
 func prosodyClientConfig(t *testing.T) Config {
+	p := prosodyServer(t)
 	cfg := testConfig(t)
 	cfg.Mode = stanza.ModeClient
-	cfg.Server = prosodyEnv(t, "C2S", "127.0.0.1:5222")
-	cfg.JID = prosodyEnv(t, "JID", "bot@localhost")
-	cfg.Password = prosodyEnv(t, "PASSWORD", "botpw")
+	cfg.Server = p.C2SAddr
+	cfg.JID = p.JID("bot")
+	cfg.Password = "botpw"
 	cfg.TLS = "disabled"
 	return cfg
 }

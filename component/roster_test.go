@@ -257,8 +257,7 @@ func TestRosterOnlyForRosterInbound(t *testing.T) {
 }
 
 // On a real Prosody: the roster arrives after connect, and a change made
-// by the account itself comes back as a push (only with
-// XMPPGW_TEST_PROSODY=1, see prosody_test.go).
+// by the account itself comes back as a push (see prosody_test.go).
 func TestProsodyClientRoster(t *testing.T) {
 	cfg := prosodyClientConfig(t)
 	rec := newRosterRecorder()
