@@ -95,6 +95,31 @@ func DialClient(t testing.TB, p *Prosody, user, pass string) *Client {
 	return c
 }
 
+// DialSession dials addr and negotiates a c2s session for account with
+// PLAIN or SCRAM-SHA-1 and resource binding; ctx bounds both. mellium
+// offers SASL only on secure streams: declaring the stream Secure lets it
+// authenticate over the plaintext test connection (the test servers allow
+// unencrypted PLAIN).
+func DialSession(ctx context.Context, addr string, account jid.JID, pass string) (*xmpp.Session, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	neg := xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
+			xmpp.SASL("", pass, sasl.Plain, sasl.ScramSha1),
+			xmpp.BindResource(),
+		}}
+	})
+	s, err := xmpp.NewSession(ctx, account.Domain(), account, conn, xmpp.Secure, neg)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("client %s: negotiate: %w", account, err)
+	}
+	return s, nil
+}
+
 // Dial is DialClient without a testing.TB: addr is the server's c2s
 // address, account is user@domain. The caller must Close the client.
 func Dial(ctx context.Context, addr, account, pass string) (*Client, error) {
@@ -104,24 +129,9 @@ func Dial(ctx context.Context, addr, account, pass string) (*Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	s, err := DialSession(ctx, addr, origin, pass)
 	if err != nil {
 		return nil, err
-	}
-	// mellium offers SASL only on secure streams; declaring the stream
-	// Secure lets it authenticate over the plaintext test connection (the
-	// test server allows unencrypted PLAIN).
-	neg := xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
-			xmpp.SASL("", pass, sasl.Plain, sasl.ScramSha1),
-			xmpp.BindResource(),
-		}}
-	})
-	s, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure, neg)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("negotiate: %w", err)
 	}
 	c := &Client{
 		JID:     s.LocalAddr(),

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"mellium.im/sasl"
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+
+	"xmppgw/integration/harness"
 )
 
 // rawClient is a real XMPP client: mellium negotiates the c2s stream
@@ -44,22 +44,11 @@ func dialRaw(ctx context.Context, addr, account, pass string) (*rawClient, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	s, err := harness.DialSession(ctx, addr, origin, pass)
 	if err != nil {
 		return nil, err
 	}
-	neg := xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
-			xmpp.SASL("", pass, sasl.Plain),
-			xmpp.BindResource(),
-		}}
-	})
-	s, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure, neg)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("client %s: negotiate: %w", account, err)
-	}
+	conn := s.Conn()
 	c := &rawClient{JID: s.LocalAddr(), conn: conn, done: make(chan struct{})}
 	// Initial presence (else the server does not route messages for the
 	// bare JID to us), then a ping to know the server has handled it.
