@@ -152,3 +152,28 @@ func TestDialBadURLsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// The heartbeat is 10 s unless the URL asks for another (?heartbeat=N, in
+// seconds, as the AMQP URI spec has it): a stalled link is noticed within
+// about two heartbeats.
+func TestDialHeartbeat(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  time.Duration
+	}{
+		{"", heartbeat},
+		{"?heartbeat=3", 3 * time.Second},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, err := dial(ctx, strings.TrimSuffix(testURL(), "/")+"/"+tc.query, "heartbeat test")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := conn.Config.Heartbeat
+		_ = conn.Close()
+		if got != tc.want {
+			t.Errorf("URL %q: heartbeat %v, want %v", tc.query, got, tc.want)
+		}
+	}
+}
