@@ -69,15 +69,30 @@ func redelivered(d *amqp.Delivery) bool {
 }
 
 // brokerDeliveryCount is the broker's count of earlier deliveries
-// (x-delivery-count, set by quorum queues), 0 if absent.
+// (x-delivery-count, set by quorum queues), 0 if absent, clamped to
+// [0, 2^30] whatever integer type a header holds.
 func brokerDeliveryCount(d *amqp.Delivery) int {
+	const most = 1 << 30
+	clamp := func(v int64) int { return int(max(0, min(v, most))) }
 	switch v := d.Headers["x-delivery-count"].(type) {
 	case int64:
-		return int(max(0, min(v, 1<<30)))
+		return clamp(v)
 	case int32:
-		return int(max(0, v))
+		return clamp(int64(v))
+	case int16:
+		return clamp(int64(v))
+	case int8:
+		return clamp(int64(v))
 	case int:
-		return max(0, v)
+		return clamp(int64(v))
+	case uint8:
+		return clamp(int64(v))
+	case uint16:
+		return clamp(int64(v))
+	case uint32:
+		return clamp(int64(v))
+	case uint64:
+		return clamp(int64(min(v, most)))
 	}
 	return 0
 }
