@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -61,14 +59,6 @@ type Event struct {
 	ReceivedAt time.Time       // set by the caller
 }
 
-// Presence is a decoded presence stanza.
-type Presence struct {
-	From, To, ID string
-	Type         string // "available" when the stanza has no type attribute
-	Show, Status string
-	Priority     int
-}
-
 // ErrUnexpectedEOF wraps the reader's end of input inside a stanza: the
 // stream is broken and no reply is possible.
 var ErrUnexpectedEOF = errors.New("stanza: stream ended inside a stanza")
@@ -93,13 +83,52 @@ const (
 	cPriority
 )
 
+// kinds is a set of child kinds: 1<<kind for each.
+type kinds uint16
+
+// first returns kind the first time it is called with it and adds it to
+// the set; cNone afterwards, and for cNone.
+func (k *kinds) first(kind int) int {
+	if kind == cNone || *k&(1<<kind) != 0 {
+		return cNone
+	}
+	*k |= 1 << kind
+	return kind
+}
+
+// has reports whether kind is in the set.
+func (k kinds) has(kind int) bool { return k&(1<<kind) != 0 }
+
 // stanzaReader walks the rest of one stanza, collecting the character data
 // of selected children within bounds, and always reads to the stanza's end.
 type stanzaReader struct {
 	r     xml.TokenReader
 	lim   Limits
-	depth int
+	depth int // of the element the last token is in; 0 after the stanza's end
 	derr  *DecodeError
+}
+
+// next reads the stanza's next token and keeps count of the depth,
+// recording a policy violation past lim.MaxDepth. An error of the reader
+// ends the walk; what names the stanza in it.
+func (s *stanzaReader) next(what string) (xml.Token, error) {
+	tok, err := s.r.Token()
+	if err != nil {
+		if err == io.EOF {
+			return nil, ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("stanza: reading %s: %w", what, err)
+	}
+	switch tok.(type) {
+	case xml.StartElement:
+		s.depth++
+		if s.depth-1 > s.lim.MaxDepth {
+			s.setErr("policy-violation", "elements nested too deeply")
+		}
+	case xml.EndElement:
+		s.depth--
+	}
+	return tok, nil
 }
 
 func (s *stanzaReader) setErr(cond, text string) {
@@ -139,228 +168,6 @@ func attrs(start *xml.StartElement) (from, to, id, typ string) {
 		}
 	}
 	return
-}
-
-// DecodeMessage reads the rest of one <message/> whose start element has
-// been read: r yields the children and the end element (the shape mellium's
-// xmpp.Handler gives). It always consumes the element to its end, buffering
-// no more than the limits, so the stream stays usable.
-//
-// The event has Kind "error" when type='error' (Condition is the local name
-// of the first child of <error> in urn:ietf:params:xml:ns:xmpp-stanzas, Text
-// its <text>), "message" when it has a <body> (in the stanza's namespace or
-// none; the first one counts) or an XEP-0335 <json xmlns='urn:xmpp:json:0'>
-// payload, and "" (not an event) otherwise, e.g. chat states. Type defaults
-// to "normal" (also for unknown types, RFC 6121 §5.2.2); ID is the stanza's
-// id or "".
-//
-// A refused stanza yields a *DecodeError (bad-request, policy-violation for
-// sizes and depth over the limits, not-acceptable for an invalid JSON
-// payload) together with an Event holding From, To, ID and Type so the
-// caller can address the error reply. An error of the reader is returned
-// wrapped (ErrUnexpectedEOF at end of input): the stream is then unusable.
-func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event, error) {
-	lim = lim.withDefaults()
-	var ev Event
-	ev.From, ev.To, ev.ID, ev.Type = attrs(&start)
-	switch ev.Type {
-	case "chat", "error", "groupchat", "headline", "normal":
-	default:
-		ev.Type = "normal"
-	}
-	ns := start.Name.Space
-	s := stanzaReader{r: r, lim: lim, depth: 1}
-	var (
-		body, subject, thread, payload, errText []byte
-		haveBody, haveSubject, haveThread       bool
-		haveJSON, haveError, haveCond           bool
-		cur, cur3                               int
-	)
-	for s.depth > 0 {
-		tok, err := r.Token()
-		if err != nil {
-			if err == io.EOF {
-				return ev, ErrUnexpectedEOF
-			}
-			return ev, fmt.Errorf("stanza: reading message: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			s.depth++
-			if s.depth-1 > lim.MaxDepth {
-				s.setErr("policy-violation", "elements nested too deeply")
-			}
-			switch s.depth {
-			case 2:
-				cur = cNone
-				switch {
-				case t.Name.Space == nsJSON && t.Name.Local == "json":
-					if !haveJSON {
-						haveJSON, cur = true, cJSON
-					}
-				case !streamish(t.Name.Space, ns):
-				case t.Name.Local == "body":
-					if !haveBody {
-						haveBody, cur = true, cBody
-					}
-				case t.Name.Local == "subject":
-					if !haveSubject {
-						haveSubject, cur = true, cSubject
-					}
-				case t.Name.Local == "thread":
-					if !haveThread {
-						haveThread, cur = true, cThread
-					}
-				case t.Name.Local == "error":
-					if !haveError {
-						haveError, cur = true, cError
-					}
-				}
-			case 3:
-				cur3 = cNone
-				if cur == cError && t.Name.Space == nsStanzas {
-					if t.Name.Local == "text" {
-						if errText == nil {
-							cur3, errText = cErrText, []byte{}
-						}
-					} else if !haveCond {
-						haveCond = true
-						ev.Condition = t.Name.Local
-					}
-				}
-			}
-		case xml.EndElement:
-			s.depth--
-			switch s.depth {
-			case 1:
-				cur = cNone
-			case 2:
-				cur3 = cNone
-			}
-		case xml.CharData:
-			switch {
-			case s.depth == 2 && cur == cBody:
-				s.grow(&body, t, lim.MaxTextBytes, "body")
-			case s.depth == 2 && cur == cSubject:
-				s.grow(&subject, t, lim.MaxTextBytes, "subject")
-			case s.depth == 2 && cur == cThread:
-				s.grow(&thread, t, lim.MaxTextBytes, "thread")
-			case s.depth == 2 && cur == cJSON:
-				s.grow(&payload, t, lim.MaxPayloadBytes, "JSON payload")
-			case s.depth == 3 && cur3 == cErrText:
-				s.grow(&errText, t, lim.MaxTextBytes, "error text")
-			}
-		}
-	}
-	if s.derr != nil {
-		return ev, s.derr
-	}
-	if ev.Type == "error" {
-		ev.Kind = "error"
-		ev.Text = ownedString(errText)
-		return ev, nil
-	}
-	if haveJSON {
-		// json.Valid does not check UTF-8; the event must be UTF-8 JSON
-		// whatever token reader fed us.
-		if !json.Valid(payload) || !utf8.Valid(payload) {
-			return ev, decodeErr("not-acceptable", "the JSON payload is not valid JSON")
-		}
-		ev.Payload = json.RawMessage(payload)
-	}
-	if !haveBody && !haveJSON {
-		return ev, nil
-	}
-	ev.Kind = "message"
-	ev.Text = ownedString(body)
-	ev.Subject = ownedString(subject)
-	ev.Thread = ownedString(thread)
-	return ev, nil
-}
-
-// DecodePresence reads the rest of one <presence/> whose start element has
-// been read, like DecodeMessage. Show, Status and Priority come from the
-// first such children in the stanza's namespace; a priority that is not an
-// integer in -128..127 is a bad-request. Type is "available" when absent.
-func DecodePresence(start xml.StartElement, r xml.TokenReader, lim Limits) (Presence, error) {
-	lim = lim.withDefaults()
-	var p Presence
-	p.From, p.To, p.ID, p.Type = attrs(&start)
-	if p.Type == "" {
-		p.Type = "available"
-	}
-	ns := start.Name.Space
-	s := stanzaReader{r: r, lim: lim, depth: 1}
-	var (
-		show, status, prio          []byte
-		haveShow, haveStatus, haveP bool
-		cur                         int
-	)
-	for s.depth > 0 {
-		tok, err := r.Token()
-		if err != nil {
-			if err == io.EOF {
-				return p, ErrUnexpectedEOF
-			}
-			return p, fmt.Errorf("stanza: reading presence: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			s.depth++
-			if s.depth-1 > lim.MaxDepth {
-				s.setErr("policy-violation", "elements nested too deeply")
-			}
-			if s.depth == 2 {
-				cur = cNone
-				if streamish(t.Name.Space, ns) {
-					switch t.Name.Local {
-					case "show":
-						if !haveShow {
-							haveShow, cur = true, cShow
-						}
-					case "status":
-						if !haveStatus {
-							haveStatus, cur = true, cStatus
-						}
-					case "priority":
-						if !haveP {
-							haveP, cur = true, cPriority
-						}
-					}
-				}
-			}
-		case xml.EndElement:
-			s.depth--
-			if s.depth == 1 {
-				cur = cNone
-			}
-		case xml.CharData:
-			if s.depth != 2 {
-				continue
-			}
-			switch cur {
-			case cShow:
-				s.grow(&show, t, 16, "show")
-			case cStatus:
-				s.grow(&status, t, lim.MaxTextBytes, "status")
-			case cPriority:
-				s.grow(&prio, t, 16, "priority")
-			}
-		}
-	}
-	if s.derr != nil {
-		return p, s.derr
-	}
-	p.Show = string(show)
-	p.Status = string(status)
-	if haveP {
-		n, err := strconv.ParseInt(string(trimSpace(prio)), 10, 8)
-		if err != nil {
-			return p, decodeErr("bad-request", "priority must be an integer from -128 to 127")
-		}
-		p.Priority = int(n)
-	}
-	return p, nil
 }
 
 // ownedString returns b as a string without copying it. b must be a buffer
