@@ -8,6 +8,10 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 15s
 # make test fuzzes every target for FUZZTIME_SHORT.
 FUZZTIME_SHORT ?= 5s
+# Minimizing a new input is bounded in runs, not time: with the default (60 s)
+# a slow target (FuzzLoadConfig) spends its whole -fuzztime minimizing, and
+# a deadline that ends inside minimization fails the run.
+FUZZMINIMIZE ?= 20x
 # Packages with Fuzz targets (found by grep: no compile just to list them).
 FUZZ_PKGS  = $(shell grep -rl --include='*_test.go' '^func Fuzz' . | xargs -rn1 dirname | sort -u)
 # The integration tests write the tables they print (fault matrix, hostile
@@ -77,7 +81,7 @@ fuzz:
 	@set -e; for dir in $(FUZZ_PKGS); do \
 		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //'); do \
 			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
-			$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$dir; \
+			$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$dir; \
 		done; \
 	done
 
