@@ -2,6 +2,7 @@ package stanza
 
 import (
 	"bytes"
+	"strings"
 
 	"mellium.im/xmpp/jid"
 )
@@ -96,6 +97,13 @@ func canonJID(s []byte) ([]byte, error) {
 	j, err := jid.Parse(string(s))
 	if err != nil {
 		return nil, err
+	}
+	// RFC 7622 §3.2: a final dot of the domainpart is stripped before the
+	// JID is used; mellium keeps it.
+	if d := j.Domainpart(); strings.HasSuffix(d, ".") {
+		if j, err = jid.New(j.Localpart(), strings.TrimSuffix(d, "."), j.Resourcepart()); err != nil {
+			return nil, err
+		}
 	}
 	return []byte(j.String()), nil
 }
