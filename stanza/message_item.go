@@ -5,8 +5,8 @@ import "fmt"
 // appendMessageItem appends the <message/> of a message item: it checks
 // the item (checkMessageItem), picks its id, then writes it.
 func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info Info) ([]byte, Info, *ItemError) {
-	h, err := e.checkMessageItem(it)
-	if err != nil {
+	var h messageHead
+	if err := e.checkMessageItem(it, &h); err != nil {
 		return nil, info, err
 	}
 	id, err := e.stanzaID(dst, body, it.id, m)
@@ -25,32 +25,31 @@ type messageHead struct {
 
 // checkMessageItem checks every member of a message item, in a fixed order
 // (which decides the error reported for an item with several faults), and
-// returns the stanza's attributes other than the id.
-func (e *Encoder) checkMessageItem(it *item) (messageHead, *ItemError) {
-	var h messageHead
+// fills in h, the stanza's attributes other than the id.
+func (e *Encoder) checkMessageItem(it *item, h *messageHead) *ItemError {
 	if it.status.set || it.show.set {
-		return h, itemErr(ReasonBadField, "status and show belong to presence items")
+		return itemErr(ReasonBadField, "status and show belong to presence items")
 	}
 	if !it.target.set {
-		return h, itemErr(ReasonMissingField, "target is required")
+		return itemErr(ReasonMissingField, "target is required")
 	}
 	if !it.text.set && it.payload == nil && !it.subject.nonEmpty() {
-		return h, itemErr(ReasonMissingField, "a message needs text, payload or subject")
+		return itemErr(ReasonMissingField, "a message needs text, payload or subject")
 	}
 	var err *ItemError
 	if h.to, err = e.target(it); err != nil {
-		return h, err
+		return err
 	}
 	if h.from, err = e.sender(it.from); err != nil {
-		return h, err
+		return err
 	}
 	if h.typ, err = e.messageType(it.typ); err != nil {
-		return h, err
+		return err
 	}
 	if err := e.checkMessageContent(it); err != nil {
-		return h, err
+		return err
 	}
-	return h, nil
+	return nil
 }
 
 // messageType returns the type to write for the item's type member.
@@ -115,13 +114,19 @@ func appendMessage(dst []byte, it *item, h *messageHead, id string) []byte {
 	dst = appendAttr(dst, " id='", id)
 	dst = append(dst, '>')
 	if it.subject.nonEmpty() {
-		dst = appendChild(dst, "<subject>", it.subject, "</subject>")
+		dst = append(dst, "<subject>"...)
+		dst = appendJstr(dst, it.subject)
+		dst = append(dst, "</subject>"...)
 	}
 	if it.text.set {
-		dst = appendChild(dst, "<body>", it.text, "</body>")
+		dst = append(dst, "<body>"...)
+		dst = appendJstr(dst, it.text)
+		dst = append(dst, "</body>"...)
 	}
 	if it.thread.nonEmpty() {
-		dst = appendChild(dst, "<thread>", it.thread, "</thread>")
+		dst = append(dst, "<thread>"...)
+		dst = appendJstr(dst, it.thread)
+		dst = append(dst, "</thread>"...)
 	}
 	if it.payload != nil {
 		dst = append(dst, "<json xmlns='urn:xmpp:json:0'>"...)
@@ -133,12 +138,4 @@ func appendMessage(dst []byte, it *item, h *messageHead, id string) []byte {
 		dst = append(dst, "</json>"...)
 	}
 	return append(dst, "</message>"...)
-}
-
-// appendChild appends the start tag open, the decoded member f as its
-// character data, and the end tag end.
-func appendChild(dst []byte, open string, f jstr, end string) []byte {
-	dst = append(dst, open...)
-	dst = appendJstr(dst, f)
-	return append(dst, end...)
 }

@@ -3,8 +3,8 @@ package stanza
 // appendPresenceItem appends the <presence/> of a presence item: it checks
 // the item (checkPresenceItem), picks its id, then writes it.
 func (e *Encoder) appendPresenceItem(dst, body []byte, it *item, m *Meta, info Info) ([]byte, Info, *ItemError) {
-	h, err := e.checkPresenceItem(it)
-	if err != nil {
+	var h presenceHead
+	if err := e.checkPresenceItem(it, &h); err != nil {
 		return nil, info, err
 	}
 	id, err := e.stanzaID(dst, body, it.id, m)
@@ -25,39 +25,38 @@ type presenceHead struct {
 
 // checkPresenceItem checks every member of a presence item, in a fixed
 // order (which decides the error reported for an item with several
-// faults), and returns the stanza's attributes other than the id.
-func (e *Encoder) checkPresenceItem(it *item) (presenceHead, *ItemError) {
-	var h presenceHead
+// faults), and fills in h, the stanza's attributes other than the id.
+func (e *Encoder) checkPresenceItem(it *item, h *presenceHead) *ItemError {
 	if it.text.set || it.payload != nil || it.subject.set || it.thread.set {
-		return h, itemErr(ReasonBadField, "text, payload, subject and thread belong to message items")
+		return itemErr(ReasonBadField, "text, payload, subject and thread belong to message items")
 	}
 	var err *ItemError
 	if h.typ, err = presenceType(it.typ); err != nil {
-		return h, err
+		return err
 	}
 	if it.target.set {
 		if h.to, err = e.target(it); err != nil {
-			return h, err
+			return err
 		}
 	} else if e.o.Mode == ModeComponent || (h.typ != "available" && h.typ != "unavailable") {
-		return h, itemErr(ReasonMissingField, "target is required")
+		return itemErr(ReasonMissingField, "target is required")
 	}
 	if h.from, err = e.sender(it.from); err != nil {
-		return h, err
+		return err
 	}
 	if it.show.set {
 		switch string(it.show.raw) {
 		case "away", "chat", "dnd", "xa":
 		default:
-			return h, itemErr(ReasonBadField, "show must be away, chat, dnd or xa, got "+excerpt(it.show.raw))
+			return itemErr(ReasonBadField, "show must be away, chat, dnd or xa, got "+excerpt(it.show.raw))
 		}
 	}
 	if it.status.set {
 		if err := checkText(it.status, "status", e.maxText); err != nil {
-			return h, err
+			return err
 		}
 	}
-	return h, nil
+	return nil
 }
 
 // presenceType returns the presence type the item's type member names,
@@ -108,7 +107,9 @@ func appendPresence(dst []byte, it *item, h *presenceHead, id string) []byte {
 		dst = append(dst, "</show>"...)
 	}
 	if it.status.nonEmpty() {
-		dst = appendChild(dst, "<status>", it.status, "</status>")
+		dst = append(dst, "<status>"...)
+		dst = appendJstr(dst, it.status)
+		dst = append(dst, "</status>"...)
 	}
 	return append(dst, "</presence>"...)
 }
