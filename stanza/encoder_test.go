@@ -239,6 +239,12 @@ func TestAppendErrors(t *testing.T) {
 		50: {`{"target":"a@b","text":"x","from":"Bad<Local"}`, ModeComponent, ReasonBadJID},
 		51: {``, ModeComponent, ReasonInvalidJSON},
 		52: {"{\"target\":\"a@b\",\"payload\":{\"a\":\"\uFFFF\"}}", ModeComponent, ReasonInvalidChar},
+		// A member of ours twice: parsers disagree on which one counts.
+		53: {`{"target":"a@b","text":"one","text":"two"}`, ModeComponent, ReasonBadField},
+		54: {`{"target":"a@b","text":"x","target":"c@d"}`, ModeComponent, ReasonBadField},
+		55: {`{"target":"a@b","payload":1,"payload":2}`, ModeComponent, ReasonBadField},
+		56: {`{"target":"a@b","text":"x","t\u0065xt":"y"}`, ModeComponent, ReasonBadField},
+		57: {`{"target":"a@b","text":null,"text":"x"}`, ModeComponent, ReasonBadField},
 	}
 	for i, tc := range tests {
 		e := newEnc(t, tc.mode)

@@ -21,44 +21,60 @@ type item struct {
 	payloadPlain                                                                         bool
 }
 
-// field returns the member of it that key names, or nil.
-func (it *item) field(key string) *jstr {
+// field returns the member of it that key names and a bit of its own, or
+// nil.
+func (it *item) field(key string) (*jstr, uint16) {
 	switch key {
 	case "target":
-		return &it.target
+		return &it.target, 1 << 0
 	case "text":
-		return &it.text
+		return &it.text, 1 << 1
 	case "type":
-		return &it.typ
+		return &it.typ, 1 << 2
 	case "from":
-		return &it.from
+		return &it.from, 1 << 3
 	case "subject":
-		return &it.subject
+		return &it.subject, 1 << 4
 	case "thread":
-		return &it.thread
+		return &it.thread, 1 << 5
 	case "id":
-		return &it.id
+		return &it.id, 1 << 6
 	case "kind":
-		return &it.kind
+		return &it.kind, 1 << 7
 	case "stanza":
-		return &it.stanza
+		return &it.stanza, 1 << 8
 	case "enqueued_at":
-		return &it.enqueuedAt
+		return &it.enqueuedAt, 1 << 9
 	case "status":
-		return &it.status
+		return &it.status, 1 << 10
 	case "show":
-		return &it.show
+		return &it.show, 1 << 11
 	}
-	return nil
+	return nil, 0
 }
+
+// payloadBit marks the payload member in parseItem's set of members seen.
+const payloadBit = 1 << 12
 
 // parseItem scans body (valid UTF-8) as one JSON object into it. Member
 // names are matched exactly (case-sensitive) after unescaping; unknown
-// members are ignored; a null value counts as absent; when a member repeats
-// the last one wins.
+// members are ignored; a null value counts as absent. A member of ours that
+// appears twice is an error (ReasonBadField): JSON parsers disagree on which
+// one counts, so the worker's intent is unknown.
 func parseItem(body []byte, it *item) *ItemError {
 	s := scanner{b: body}
 	var bad *ItemError
+	var seen uint16
+	twice := func(key []byte, bit uint16) bool {
+		if seen&bit != 0 {
+			if bad == nil {
+				bad = itemErr(ReasonBadField, "member "+excerpt(key)+" appears twice")
+			}
+			return true
+		}
+		seen |= bit
+		return false
+	}
 	s.ws()
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
 		return itemErr(ReasonInvalidJSON, "body is not a JSON object")
@@ -73,6 +89,7 @@ func parseItem(body []byte, it *item) *ItemError {
 			key = appendJSONString(kbuf[:0], rawKey, true)
 		}
 		if s.depth == 1 && string(key) == "payload" {
+			twice(key, payloadBit)
 			s.ws()
 			start, special := s.i, s.special
 			if !s.value() {
@@ -86,10 +103,11 @@ func parseItem(body []byte, it *item) *ItemError {
 			it.payload = v
 			return true
 		}
-		f := it.field(string(key))
+		f, bit := it.field(string(key))
 		if f == nil {
 			return s.value()
 		}
+		twice(key, bit)
 		s.ws()
 		if s.i < len(s.b) && s.b[s.i] == '"' {
 			raw, e, plain, good := s.str()
