@@ -131,6 +131,24 @@ func (s *stanzaReader) next(what string) (xml.Token, error) {
 	return tok, nil
 }
 
+// Bounds on the addressing attributes of an inbound stanza: a JID is at
+// most 3 × 1023 bytes plus its separators (RFC 7622), and an id longer than
+// MaxInIDBytes serves no client but inflates every event and reply.
+const (
+	MaxInJIDBytes = 3071
+	MaxInIDBytes  = 1024
+)
+
+// checkAttrs refuses addressing attributes over their bounds.
+func (s *stanzaReader) checkAttrs(from, to, id string) {
+	switch {
+	case len(id) > MaxInIDBytes:
+		s.setErr("policy-violation", fmt.Sprintf("the id is over the limit of %d bytes", MaxInIDBytes))
+	case len(from) > MaxInJIDBytes || len(to) > MaxInJIDBytes:
+		s.setErr("jid-malformed", fmt.Sprintf("an address is over the limit of %d bytes", MaxInJIDBytes))
+	}
+}
+
 func (s *stanzaReader) setErr(cond, text string) {
 	if s.derr == nil {
 		s.derr = decodeErr(cond, text)

@@ -20,7 +20,8 @@ import (
 // id or "".
 //
 // A refused stanza yields a *DecodeError (bad-request, policy-violation for
-// sizes and depth over the limits, not-acceptable for an invalid JSON
+// sizes and depth over the limits and an id over MaxInIDBytes, jid-malformed
+// for an address over MaxInJIDBytes, not-acceptable for an invalid JSON
 // payload) together with an Event holding From, To, ID and Type so the
 // caller can address the error reply. An error of the reader is returned
 // wrapped (ErrUnexpectedEOF at end of input): the stream is then unusable.
@@ -33,6 +34,7 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 		ev.Type = "normal"
 	}
 	m := messageReader{stanzaReader: stanzaReader{r: r, lim: lim.withDefaults(), depth: 1}, ns: start.Name.Space}
+	m.checkAttrs(ev.From, ev.To, ev.ID)
 	for m.depth > 0 {
 		tok, err := m.next("message")
 		if err != nil {

@@ -24,6 +24,7 @@ func DecodePresence(start xml.StartElement, r xml.TokenReader, lim Limits) (Pres
 		p.Type = "available"
 	}
 	pr := presenceReader{stanzaReader: stanzaReader{r: r, lim: lim.withDefaults(), depth: 1}, ns: start.Name.Space}
+	pr.checkAttrs(p.From, p.To, p.ID)
 	for pr.depth > 0 {
 		tok, err := pr.next("presence")
 		if err != nil {

@@ -57,6 +57,13 @@ func TestDecodeMessage(t *testing.T) {
 			want: Event{From: "a@b", Type: "normal"}, cond: "policy-violation"},
 		10: {in: `<message><body xmlns='urn:other'>x</body></message>`, want: Event{Type: "normal"}},
 		11: {in: `<message><body/></message>`, want: Event{Kind: "message", Type: "normal"}},
+		// Addressing attributes are bounded (the whole stanza is still read).
+		12: {in: `<message from='a@b' id='` + strings.Repeat("i", MaxInIDBytes) + `'><body>x</body></message>`,
+			want: Event{Kind: "message", From: "a@b", ID: strings.Repeat("i", MaxInIDBytes), Type: "normal", Text: "x"}},
+		13: {in: `<message from='a@b' id='` + strings.Repeat("i", MaxInIDBytes+1) + `'><body>x</body></message>`,
+			want: Event{From: "a@b", ID: strings.Repeat("i", MaxInIDBytes+1), Type: "normal"}, cond: "policy-violation"},
+		14: {in: `<message from='a@b' to='` + strings.Repeat("n", MaxInJIDBytes+1) + `'><body>x</body></message>`,
+			want: Event{From: "a@b", To: strings.Repeat("n", MaxInJIDBytes+1), Type: "normal"}, cond: "jid-malformed"},
 	}
 	for i, tc := range tests {
 		start, d := startOf(t, wrap+tc.in+`<message><body>next</body></message>`)
@@ -145,6 +152,7 @@ func TestDecodePresence(t *testing.T) {
 		1: {in: `<presence from='a@b' type='subscribe'/>`, want: Presence{From: "a@b", Type: "subscribe"}},
 		2: {in: `<presence from='a@b'><priority>999</priority></presence>`, want: Presence{From: "a@b", Type: "available"}, cond: "bad-request"},
 		3: {in: `<presence from='a@b'><status>` + strings.Repeat("s", 300<<10) + `</status></presence>`, want: Presence{From: "a@b", Type: "available"}, cond: "policy-violation"},
+		4: {in: `<presence from='a@b' id='` + strings.Repeat("i", MaxInIDBytes+1) + `'/>`, want: Presence{From: "a@b", Type: "available"}, cond: "policy-violation"},
 	}
 	for i, tc := range tests {
 		start, d := startOf(t, wrap+tc.in)
