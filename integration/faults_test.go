@@ -154,6 +154,7 @@ func TestFaultMatrix(t *testing.T) {
 		{"broker restarted", faultBrokerRestart},
 		{"xmpp link stalled", faultXMPPStall},
 		{"broker link stalled", faultBrokerStall},
+		{"broker blocks publishers (memory alarm)", faultBrokerBlocks},
 		{"gateway SIGTERM", func(e *faultEnv) { faultGatewaySignal(e, syscall.SIGTERM) }},
 		{"gateway SIGKILL", func(e *faultEnv) { faultGatewaySignal(e, syscall.SIGKILL) }},
 		{"standby takes over (SIGKILL)", faultStandbyTakeover},
