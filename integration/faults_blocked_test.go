@@ -128,4 +128,3 @@ func (gp *gatewayProcess) metric(series string) float64 {
 	}
 	return -1
 }
-
