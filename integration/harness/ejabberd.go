@@ -34,6 +34,27 @@ func StartEjabberd(t testing.TB, users map[string]string) *Ejabberd {
 	if _, err := exec.LookPath("ejabberdctl"); err != nil {
 		t.Fatal("ejabberd not installed: run .ci/setup")
 	}
+	e := newEjabberd(t)
+	cfg, err := e.config(RepoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.writeFiles(cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t)
+	for user, pass := range users {
+		if b, err := e.ctl("register", user, e.Domain, pass).CombinedOutput(); err != nil {
+			t.Fatalf("harness: ejabberdctl register %s: %v\n%s", user, err, b)
+		}
+	}
+	return e
+}
+
+// newEjabberd makes the node's directory and picks its ports, secret and
+// node name.
+func newEjabberd(t testing.TB) *Ejabberd {
+	t.Helper()
 	// t.TempDir is private to root; the ejabberd user needs its own.
 	dir, err := os.MkdirTemp("", "xmppgw-ejabberd-")
 	if err != nil {
@@ -42,7 +63,7 @@ func StartEjabberd(t testing.TB, users map[string]string) *Ejabberd {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := &Ejabberd{
+	return &Ejabberd{
 		C2SAddr:         "127.0.0.1:" + strconv.Itoa(FreePort(t)),
 		ComponentAddr:   "127.0.0.1:" + strconv.Itoa(FreePort(t)),
 		Domain:          "localhost",
@@ -51,31 +72,21 @@ func StartEjabberd(t testing.TB, users map[string]string) *Ejabberd {
 		Dir:             dir,
 		node:            "xmppgw" + randomHex(4) + "@localhost",
 	}
-	snippet, err := os.ReadFile(filepath.Join(RepoRoot(t), "configs", "servers", "ejabberd-component.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(snippet)
-	for _, r := range []struct{ old, new string }{
-		{"gw.example.org", e.ComponentDomain},
-		{`"change-me"`, `"` + e.Secret + `"`},
-		{"port: 5347", "port: " + e.ComponentAddr[strings.LastIndex(e.ComponentAddr, ":")+1:]},
-	} {
-		if !strings.Contains(cfg, r.old) {
-			t.Fatalf("harness: the ejabberd snippet lost %q", r.old)
-		}
-		cfg = strings.ReplaceAll(cfg, r.old, r.new)
-	}
-	// The c2s listener goes first in the snippet's listen list.
-	cfg = strings.Replace(cfg, "\nlisten:\n", fmt.Sprintf(`
+}
+
+// ejabberdC2S is the c2s listener, on the port %s; it goes first in the
+// snippet's listen list.
+const ejabberdC2S = `
 listen:
   -
     port: %s
     ip: "127.0.0.1"
     module: ejabberd_c2s
     starttls_required: false
-`, e.C2SAddr[strings.LastIndex(e.C2SAddr, ":")+1:]), 1)
-	cfg += `
+`
+
+// ejabberdBase is the rest of the server's configuration.
+const ejabberdBase = `
 hosts:
   - localhost
 loglevel: warning
@@ -96,26 +107,68 @@ modules:
   mod_roster: {}
   mod_offline: {}
 `
+
+// config is ejabberd.yml: the repository's component snippet (under root)
+// set to e's domain, secret and port, the c2s listener and ejabberdBase.
+func (e *Ejabberd) config(root string) (string, error) {
+	snippet, err := os.ReadFile(filepath.Join(root, "configs", "servers", "ejabberd-component.yml"))
+	if err != nil {
+		return "", err
+	}
+	cfg := string(snippet)
+	for _, r := range []struct{ old, new string }{
+		{"gw.example.org", e.ComponentDomain},
+		{`"change-me"`, `"` + e.Secret + `"`},
+		{"port: 5347", "port: " + port(e.ComponentAddr)},
+	} {
+		if !strings.Contains(cfg, r.old) {
+			return "", fmt.Errorf("harness: the ejabberd snippet lost %q", r.old)
+		}
+		cfg = strings.ReplaceAll(cfg, r.old, r.new)
+	}
+	cfg = strings.Replace(cfg, "\nlisten:\n", fmt.Sprintf(ejabberdC2S, port(e.C2SAddr)), 1)
+	return cfg + ejabberdBase, nil
+}
+
+// port is the port of the address host:port.
+func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+
+// writeFiles lays out e.Dir with the config cfg and an ejabberdctl.cfg
+// naming the node, hands it to the ejabberd user and sets e.args.
+func (e *Ejabberd) writeFiles(cfg string) error {
 	for _, d := range []string{"conf", "spool", "logs"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
+		if err := os.MkdirAll(filepath.Join(e.Dir, d), 0o755); err != nil {
+			return err
 		}
 	}
-	conf := filepath.Join(dir, "conf", "ejabberd.yml")
-	ctl := filepath.Join(dir, "conf", "ejabberdctl.cfg")
+	conf := filepath.Join(e.Dir, "conf", "ejabberd.yml")
+	ctl := filepath.Join(e.Dir, "conf", "ejabberdctl.cfg")
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.WriteFile(ctl, []byte("ERLANG_NODE="+e.node+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if out, err := exec.Command("chown", "-R", "ejabberd:ejabberd", dir).CombinedOutput(); err != nil {
-		t.Fatalf("harness: chown: %v: %s", err, out)
+	if out, err := exec.Command("chown", "-R", "ejabberd:ejabberd", e.Dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("harness: chown: %v: %s", err, out)
 	}
-	e.args = []string{"--config-dir", filepath.Join(dir, "conf"), "--config", conf, "--ctl-config", ctl,
-		"--logs", filepath.Join(dir, "logs"), "--spool", filepath.Join(dir, "spool"), "--node", e.node}
-	cmd := exec.Command("ejabberdctl", append(e.args, "foreground")...)
-	cmd.Dir = dir
+	e.args = []string{"--config-dir", filepath.Join(e.Dir, "conf"), "--config", conf, "--ctl-config", ctl,
+		"--logs", filepath.Join(e.Dir, "logs"), "--spool", filepath.Join(e.Dir, "spool"), "--node", e.node}
+	return nil
+}
+
+// ctl is the command ejabberdctl args for this node.
+func (e *Ejabberd) ctl(args ...string) *exec.Cmd {
+	return exec.Command("ejabberdctl", append(e.args, args...)...)
+}
+
+// run starts the node in the foreground, arranges for it to stop (and for
+// its output and log to be shown if the test failed) when the test ends,
+// and waits for its ports.
+func (e *Ejabberd) run(t testing.TB) {
+	t.Helper()
+	cmd := e.ctl("foreground")
+	cmd.Dir = e.Dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -124,7 +177,7 @@ modules:
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = exec.Command("ejabberdctl", append(e.args, "stop")...).Run()
+		_ = e.ctl("stop").Run()
 		select {
 		case <-exited:
 		case <-time.After(20 * time.Second):
@@ -132,22 +185,16 @@ modules:
 			<-exited
 		}
 		if t.Failed() {
-			logs, _ := os.ReadFile(filepath.Join(dir, "logs", "ejabberd.log"))
+			logs, _ := os.ReadFile(filepath.Join(e.Dir, "logs", "ejabberd.log"))
 			t.Logf("ejabberd output:\n%s\nlog:\n%s", out.String(), logs)
 		}
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(e.Dir)
 	})
 	for _, addr := range []string{e.C2SAddr, e.ComponentAddr} {
 		if err := WaitTCP(addr, 60*time.Second); err != nil {
 			t.Fatalf("harness: ejabberd did not listen on %s: %v\n%s", addr, err, out.String())
 		}
 	}
-	for user, pass := range users {
-		if b, err := exec.Command("ejabberdctl", append(e.args, "register", user, e.Domain, pass)...).CombinedOutput(); err != nil {
-			t.Fatalf("harness: ejabberdctl register %s: %v\n%s", user, err, b)
-		}
-	}
-	return e
 }
 
 // JID returns user@Domain.
