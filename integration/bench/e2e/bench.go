@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +80,36 @@ type Env struct {
 // Setup starts Prosody, registers and logs in the clients, connects to the
 // broker and builds the gateway.
 func Setup(opt Options) (_ *Env, err error) {
+	opt = opt.withDefaults()
+	dir, err := os.MkdirTemp("", "xmppgw-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{opt: opt, dir: dir}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if err := e.startProsody(); err != nil {
+		return nil, err
+	}
+	if err := e.dialClients(); err != nil {
+		return nil, err
+	}
+	e.conn, err = amqp.DialConfig(opt.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		return nil, fmt.Errorf("RabbitMQ not reachable (run .ci/setup): %w", err)
+	}
+	e.brokerPID = FindProcess("beam.smp")
+	if err := e.gatewayBinary(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// withDefaults fills in the zero fields.
+func (opt Options) withDefaults() Options {
 	if opt.Receivers <= 0 {
 		opt.Receivers = 4
 	}
@@ -105,65 +134,73 @@ func Setup(opt Options) (_ *Env, err error) {
 	if opt.Logf == nil {
 		opt.Logf = func(string, ...any) {}
 	}
-	dir, err := os.MkdirTemp("", "xmppgw-bench-")
-	if err != nil {
-		return nil, err
-	}
-	e := &Env{opt: opt, dir: dir}
-	defer func() {
-		if err != nil {
-			e.Close()
-		}
-	}()
+	return opt
+}
+
+// receiver and sender are the users of the clients.
+func receiver(i int) string { return fmt.Sprintf("r%d", i) }
+func sender(i int) string   { return fmt.Sprintf("s%d", i) }
+
+// startProsody starts Prosody in e.dir/prosody with the users of the
+// receivers and the senders.
+func (e *Env) startProsody() error {
 	users := map[string]string{}
-	for i := 0; i < opt.Receivers; i++ {
-		users[fmt.Sprintf("r%d", i)] = "pass"
+	for i := 0; i < e.opt.Receivers; i++ {
+		users[receiver(i)] = "pass"
 	}
-	for i := 0; i < opt.Senders; i++ {
-		users[fmt.Sprintf("s%d", i)] = "pass"
+	for i := 0; i < e.opt.Senders; i++ {
+		users[sender(i)] = "pass"
 	}
-	pdir := filepath.Join(dir, "prosody")
+	pdir := filepath.Join(e.dir, "prosody")
 	if err := os.Mkdir(pdir, 0o700); err != nil {
-		return nil, err
+		return err
 	}
 	t0 := time.Now()
+	var err error
 	e.Prosody, err = harness.StartProsodyDir(pdir, harness.ProsodyOptions{Users: users})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	opt.Logf("prosody pid %d, c2s %s, component %s (started in %s)", e.Prosody.PID(), e.Prosody.C2SAddr, e.Prosody.ComponentAddr, time.Since(t0).Round(time.Millisecond))
+	e.opt.Logf("prosody pid %d, c2s %s, component %s (started in %s)", e.Prosody.PID(), e.Prosody.C2SAddr, e.Prosody.ComponentAddr, time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// dialClients logs in the receivers, then the senders.
+func (e *Env) dialClients() error {
 	ctx := context.Background()
-	for i := 0; i < opt.Receivers; i++ {
-		c, err := dialRaw(ctx, e.Prosody.C2SAddr, e.Prosody.JID(fmt.Sprintf("r%d", i)), "pass")
+	for i := 0; i < e.opt.Receivers; i++ {
+		c, err := dialRaw(ctx, e.Prosody.C2SAddr, e.Prosody.JID(receiver(i)), "pass")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		e.receivers = append(e.receivers, c)
 	}
-	for i := 0; i < opt.Senders; i++ {
-		c, err := dialRaw(ctx, e.Prosody.C2SAddr, e.Prosody.JID(fmt.Sprintf("s%d", i)), "pass")
+	for i := 0; i < e.opt.Senders; i++ {
+		c, err := dialRaw(ctx, e.Prosody.C2SAddr, e.Prosody.JID(sender(i)), "pass")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		e.senders = append(e.senders, c)
 	}
-	e.conn, err = amqp.DialConfig(opt.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	return nil
+}
+
+// gatewayBinary sets e.bin: Options.GatewayBin, or the gateway built from
+// Options.GatewayRev.
+func (e *Env) gatewayBinary() error {
+	if e.opt.GatewayBin != "" {
+		e.bin = e.opt.GatewayBin
+		return nil
+	}
+	t0 := time.Now()
+	var err error
+	e.bin, err = BuildGateway(e.dir, e.opt.GatewayRev)
 	if err != nil {
-		return nil, fmt.Errorf("RabbitMQ not reachable (run .ci/setup): %w", err)
+		return err
 	}
-	e.brokerPID = FindProcess("beam.smp")
-	t0 = time.Now()
-	if opt.GatewayBin != "" {
-		e.bin = opt.GatewayBin
-	} else {
-		e.bin, err = BuildGateway(dir, opt.GatewayRev)
-		if err != nil {
-			return nil, err
-		}
-		e.GatewayRev = gitRev(opt.GatewayRev)
-		opt.Logf("gateway (%s) built in %s", cmp.Or(opt.GatewayRev, "worktree"), time.Since(t0).Round(time.Millisecond))
-	}
-	return e, nil
+	e.GatewayRev = gitRev(e.opt.GatewayRev)
+	e.opt.Logf("gateway (%s) built in %s", cmp.Or(e.opt.GatewayRev, "worktree"), time.Since(t0).Round(time.Millisecond))
+	return nil
 }
 
 // Close stops everything Setup started and removes its directory.
@@ -392,7 +429,7 @@ func (e *Env) publishItems(q string, prefix string, n int) error {
 	}()
 	targets := make([]string, len(e.receivers))
 	for i := range targets {
-		targets[i] = e.Prosody.JID(fmt.Sprintf("r%d", i))
+		targets[i] = e.Prosody.JID(receiver(i))
 	}
 	ctx := context.Background()
 	var body []byte
@@ -428,5 +465,3 @@ func (e *Env) publishItems(q string, prefix string, n int) error {
 	}
 	return nil
 }
-
-var _ = io.EOF

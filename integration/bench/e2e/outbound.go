@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -219,5 +218,3 @@ func (e *Env) lost(s *outSink, why string) error {
 	n, some := s.ids.missing(20)
 	return fmt.Errorf("%w: %s; %d ids missing, e.g. %s", ErrLost, why, n, strings.Join(some, " "))
 }
-
-var _ = errors.New
