@@ -45,6 +45,26 @@ func BuildGateway(dir, rev string) (string, error) {
 	return bin, nil
 }
 
+// startGateway starts the gateway on the queues q.
+func (e *Env) startGateway(q queues) (*bridge, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := mkdirTemp(e.dir, "gw-")
+	if err != nil {
+		return nil, err
+	}
+	c := gwConfig{prosody: e.Prosody, amqpURL: e.opt.AMQPURL, out: q.out, in: q.in, dead: q.dead,
+		prefetch: e.opt.Prefetch, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", port),
+		logLevel: e.opt.LogLevel, queueType: e.opt.QueueType}
+	p, err := startGateway(e.bin, c)
+	if err != nil {
+		return nil, err
+	}
+	return &bridge{proc: p, httpAddr: c.httpAddr}, nil
+}
+
 // process is a child process (the gateway or the baseline bridge) whose CPU
 // time the benchmark measures.
 type process struct {

@@ -78,26 +78,13 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 	total := n + warm
 	prefix := fmt.Sprintf("%s%d.", letter, run)
 	s := &errSink{}
-	for _, c := range e.senders {
-		c.setSink(s)
-	}
-	defer func() {
-		for _, c := range e.senders {
-			c.setSink(nil)
-		}
-	}()
+	setSinks(e.senders, s)
+	defer setSinks(e.senders, nil)
 	b, err := start(q)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if b.proc.exited() {
-			return
-		}
-		if serr := b.proc.stop(60 * time.Second); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer b.stopAtEnd(&err)
 	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
 		return res, err
 	}
@@ -107,85 +94,118 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 		return res, err
 	}
 	defer ch.Close()
-
-	// waitQueue polls the queue until it holds want events (or want
-	// minus the refused ones), failing when nothing moves for opt.Stall.
-	waitQueue := func(want int) (int, error) {
-		last, lastAt := -1, time.Now()
-		for {
-			got, err := queueLen(ch, q.in)
-			if err != nil {
-				return got, err
-			}
-			if got+int(s.errs.Load()) >= want {
-				return got, nil
-			}
-			if b.proc.exited() {
-				return got, fmt.Errorf("%s exited; log:\n%s", b.proc.name, tail(b.proc.log, 4096))
-			}
-			if got != last {
-				last, lastAt = got, time.Now()
-			} else if time.Since(lastAt) > e.opt.Stall {
-				return got, fmt.Errorf("no progress for %s: %d of %d events in %s (%d refused)", e.opt.Stall, got, want, q.in, s.errs.Load())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+	w := &inQueueWaiter{ch: ch, q: q.in, refused: &s.errs, proc: b.proc, stall: e.opt.Stall}
+	if err := e.inboundWindow(&res, w, cpus, kind, prefix, run, warm, total); err != nil {
+		return res, err
 	}
+	res.Errors = s.errs.Load()
+	e.inboundMetrics(&res, b.httpAddr, kind, run)
+	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+	err = e.checkInbound(&res, ch, q.in, kind, prefix, run, total)
+	return res, err
+}
+
+// inboundWindow sends the warm events and waits until they are queued,
+// then measures sending the rest until they are all queued: the items, time
+// and CPU of the window go into res.
+func (e *Env) inboundWindow(res *Result, w *inQueueWaiter, cpus *cpuSet, kind, prefix string, run, warm, total int) error {
 	q0 := 0
 	if warm > 0 {
 		if err := e.send(prefix, 0, warm); err != nil {
-			return res, err
+			return err
 		}
-		if q0, err = waitQueue(warm); err != nil {
-			return res, err
+		var err error
+		if q0, err = w.wait(warm); err != nil {
+			return err
 		}
 	}
-	perf := e.startPerf(kind, run, b.proc.pid())
+	perf := e.startPerf(kind, run, w.proc.pid())
 	a := cpus.sample()
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- e.send(prefix, warm, total) }()
-	q1, err := waitQueue(total)
+	q1, err := w.wait(total)
 	if err != nil {
-		return res, err
+		return err
 	}
 	z := cpus.sample()
 	perf.stop(e)
 	if err := <-sendErr; err != nil {
-		return res, err
+		return err
 	}
 	// Events queued in the window (refused ones are not items moved).
 	res.Items = q1 - q0
-	e.fill(&res, cpus, a, z)
-	res.Errors = s.errs.Load()
-	if m, err := scrape(b.httpAddr); err == nil {
-		res.Refused = sumMetric(m, "xmppgw_inbound_refused_total")
-		res.Metrics = sumMetric(m, "xmppgw_inbound_events_total")
-		for k, v := range m {
-			if v != 0 && strings.HasPrefix(k, "xmppgw_inbound_refused_total{") {
-				e.opt.Logf("%s run %d: %s %v", kind, run, k, v)
-			}
+	e.fill(res, cpus, a, z)
+	return nil
+}
+
+// inQueueWaiter polls the in queue of a run.
+type inQueueWaiter struct {
+	ch      *amqp.Channel
+	q       string
+	refused *atomic.Int64 // error stanzas the senders got
+	proc    *process      // the bridge
+	stall   time.Duration
+}
+
+// wait polls the queue until it holds want events (or want minus the
+// refused ones), failing when nothing moves for stall.
+func (w *inQueueWaiter) wait(want int) (int, error) {
+	last, lastAt := -1, time.Now()
+	for {
+		got, err := queueLen(w.ch, w.q)
+		if err != nil {
+			return got, err
+		}
+		if got+int(w.refused.Load()) >= want {
+			return got, nil
+		}
+		if w.proc.exited() {
+			return got, fmt.Errorf("%s exited; log:\n%s", w.proc.name, tail(w.proc.log, 4096))
+		}
+		if got != last {
+			last, lastAt = got, time.Now()
+		} else if time.Since(lastAt) > w.stall {
+			return got, fmt.Errorf("no progress for %s: %d of %d events in %s (%d refused)", w.stall, got, want, w.q, w.refused.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// inboundMetrics reads the bridge's counters of refused and published
+// events into res, logging each reason for refusal.
+func (e *Env) inboundMetrics(res *Result, httpAddr, kind string, run int) {
+	m, err := scrape(httpAddr)
+	if err != nil {
+		return
+	}
+	res.Refused = sumMetric(m, "xmppgw_inbound_refused_total")
+	res.Metrics = sumMetric(m, "xmppgw_inbound_events_total")
+	for k, v := range m {
+		if v != 0 && strings.HasPrefix(k, "xmppgw_inbound_refused_total{") {
+			e.opt.Logf("%s run %d: %s %v", kind, run, k, v)
 		}
 	}
-	if err := b.proc.stop(60 * time.Second); err != nil {
-		return res, err
-	}
+}
 
-	// Every event must be in the queue once (or have been refused, which
-	// the table shows).
+// checkInbound drains the in queue q: every event must be in it once (or
+// have been refused, which the table shows).
+func (e *Env) checkInbound(res *Result, ch *amqp.Channel, q, kind, prefix string, run, total int) error {
 	ids := newIDSet(prefix, total)
-	if err := drainIDs(ch, q.in, ids, total); err != nil {
-		return res, err
+	if err := drainIDs(ch, q, ids, total); err != nil {
+		return err
 	}
 	res.Dups = ids.dups.Load()
 	missing, some := ids.missing(20)
 	res.Missing = missing
 	if int64(missing) > res.Errors || (res.Refused > 0 && float64(missing) > res.Refused) {
-		return res, fmt.Errorf("%w: %d events missing from %s, %d refused (error stanzas %d), e.g. %v", ErrLost, missing, q.in, int(res.Refused), res.Errors, some)
+		return fmt.Errorf("%w: %d events missing from %s, %d refused (error stanzas %d), e.g. %v", ErrLost, missing, q, int(res.Refused), res.Errors, some)
 	}
 	if missing > 0 || res.Refused > 0 {
 		e.opt.Logf("WARNING %s run %d: %d events refused (senders got %d error stanzas)", kind, run, missing, res.Errors)
 	}
-	return res, nil
+	return nil
 }
 
 // drainIDs consumes the queue and records the "id" of every event.

@@ -65,36 +65,9 @@ func (s *outSink) messages(ids, types [][]byte) {
 	}
 }
 
-// bridge is what carries the items: the gateway or the baseline bridge.
-type bridge struct {
-	proc     *process
-	httpAddr string // its /metrics
-}
-
-type starter func(q queues) (*bridge, error)
-
 // Outbound measures n items (after warm ones) through the gateway.
 func (e *Env) Outbound(run, n, warm int) (Result, error) {
 	return e.outbound("outbound", "o", run, n, warm, e.startGateway)
-}
-
-func (e *Env) startGateway(q queues) (*bridge, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := mkdirTemp(e.dir, "gw-")
-	if err != nil {
-		return nil, err
-	}
-	c := gwConfig{prosody: e.Prosody, amqpURL: e.opt.AMQPURL, out: q.out, in: q.in, dead: q.dead,
-		prefetch: e.opt.Prefetch, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", port),
-		logLevel: e.opt.LogLevel, queueType: e.opt.QueueType}
-	p, err := startGateway(e.bin, c)
-	if err != nil {
-		return nil, err
-	}
-	return &bridge{proc: p, httpAddr: c.httpAddr}, nil
 }
 
 const sentMetric = `xmppgw_outbound_items_total{result="sent"}`

@@ -1,0 +1,30 @@
+package e2e
+
+import "time"
+
+// bridge is what carries the items: the gateway or the baseline bridge.
+type bridge struct {
+	proc     *process
+	httpAddr string // its /metrics
+}
+
+// starter starts a bridge on the queues of one run.
+type starter func(q queues) (*bridge, error)
+
+// stopAtEnd stops the bridge unless it has exited already, setting *err to
+// why the stop failed if *err is nil. Deferred by a measurement.
+func (b *bridge) stopAtEnd(err *error) {
+	if b.proc.exited() {
+		return
+	}
+	if serr := b.proc.stop(60 * time.Second); serr != nil && *err == nil {
+		*err = serr
+	}
+}
+
+// setSinks makes s the sink of the clients cs (nil: none).
+func setSinks(cs []*rawClient, s sink) {
+	for _, c := range cs {
+		c.setSink(s)
+	}
+}
