@@ -89,101 +89,116 @@ func (e *Env) outbound(kind, letter string, run, n, warm int, start starter) (re
 
 	s := &outSink{ids: newIDSet(prefix, total), warm: int64(warm), total: int64(total),
 		started: make(chan struct{}), ended: make(chan struct{})}
-	for _, c := range e.receivers {
-		c.setSink(s)
-	}
-	defer func() {
-		for _, c := range e.receivers {
-			c.setSink(nil)
-		}
-	}()
+	setSinks(e.receivers, s)
+	defer setSinks(e.receivers, nil)
 	b, err := start(q)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if b.proc.exited() {
-			return
-		}
-		if serr := b.proc.stop(60 * time.Second); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer b.stopAtEnd(&err)
 	cpus := e.cpus(b.proc.pid())
 	s.cpus.Store(cpus)
 	perf := e.startPerf(kind, run, b.proc.pid())
-
-	// Wait for the last item, failing when nothing moves for opt.Stall.
-	last, lastAt := int64(-1), time.Now()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-s.ended:
-			break wait
-		case <-b.proc.done:
-			return res, fmt.Errorf("%s exited; log:\n%s", b.proc.name, tail(b.proc.log, 4096))
-		case <-tick.C:
-			if g := s.got.Load(); g != last {
-				last, lastAt = g, time.Now()
-			} else if time.Since(lastAt) > e.opt.Stall {
-				return res, e.lost(s, fmt.Sprintf("no progress for %s: %d of %d items received", e.opt.Stall, g, total))
-			}
-		}
+	if err := e.waitArrived(s, b.proc); err != nil {
+		return res, err
 	}
-	// Then until the bridge has acknowledged every item to the broker.
-	deadline := time.Now().Add(e.opt.Stall)
-	var acked float64
-	for {
-		m, err := scrape(b.httpAddr)
-		if err == nil {
-			acked = m[sentMetric]
-			if acked >= float64(total) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("only %v of %d items acknowledged %s after the last arrived", acked, total, e.opt.Stall)
-		}
-		time.Sleep(2 * time.Millisecond)
+	acked, err := e.waitAcked(b.httpAddr, total)
+	if err != nil {
+		return res, err
 	}
 	ackSample := cpus.sample()
 	perf.stop(e)
-	s.mu.Lock()
-	startS, endS, startCount := s.start, s.end, s.startCount
-	s.mu.Unlock()
-	res.Items = total - int(startCount)
-	res.Metrics = acked
+	startS := s.fillResult(&res, acked)
 	e.fill(&res, cpus, startS, ackSample)
-	if d := endS.at.Sub(startS.at).Seconds(); d > 0 {
-		res.RecvRate = float64(res.Items) / d
-	}
-	res.Dups = s.ids.dups.Load()
-	res.Errors = s.errs.Load()
 
 	// Stop gracefully: anything not acknowledged would go back to the
 	// queue.
 	if err := b.proc.stop(60 * time.Second); err != nil {
 		return res, err
 	}
+	err = e.checkOutbound(q, s, kind, run)
+	return res, err
+}
+
+// waitArrived waits until the receivers have the last item, failing when
+// nothing moves for opt.Stall or the bridge exits.
+func (e *Env) waitArrived(s *outSink, p *process) error {
+	last, lastAt := int64(-1), time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ended:
+			return nil
+		case <-p.done:
+			return fmt.Errorf("%s exited; log:\n%s", p.name, tail(p.log, 4096))
+		case <-tick.C:
+			if g := s.got.Load(); g != last {
+				last, lastAt = g, time.Now()
+			} else if time.Since(lastAt) > e.opt.Stall {
+				return e.lost(s, fmt.Sprintf("no progress for %s: %d of %d items received", e.opt.Stall, g, s.total))
+			}
+		}
+	}
+}
+
+// waitAcked waits until the bridge has acknowledged every item to the
+// broker (its sent counter), for at most opt.Stall, and returns the count.
+func (e *Env) waitAcked(httpAddr string, total int) (float64, error) {
+	deadline := time.Now().Add(e.opt.Stall)
+	var acked float64
+	for {
+		m, err := scrape(httpAddr)
+		if err == nil {
+			acked = m[sentMetric]
+			if acked >= float64(total) {
+				return acked, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return acked, fmt.Errorf("only %v of %d items acknowledged %s after the last arrived", acked, total, e.opt.Stall)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// fillResult puts what the receivers counted into res: the items of the
+// window (from the end of the warm-up), the receive rate, duplicates and
+// errors, and returns the CPU sample taken at the end of the warm-up.
+func (s *outSink) fillResult(res *Result, acked float64) cpuSample {
+	s.mu.Lock()
+	startS, endS, startCount := s.start, s.end, s.startCount
+	s.mu.Unlock()
+	res.Items = int(s.total) - int(startCount)
+	res.Metrics = acked
+	if d := endS.at.Sub(startS.at).Seconds(); d > 0 {
+		res.RecvRate = float64(res.Items) / d
+	}
+	res.Dups = s.ids.dups.Load()
+	res.Errors = s.errs.Load()
+	return startS
+}
+
+// checkOutbound checks the queues of a run after the bridge stopped:
+// nothing left unacknowledged, nothing dead-lettered.
+func (e *Env) checkOutbound(q queues, s *outSink, kind string, run int) error {
 	ch, err := e.conn.Channel()
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer ch.Close()
 	if left, err := queueLen(ch, q.out); err != nil {
-		return res, err
+		return err
 	} else if left != 0 {
-		return res, fmt.Errorf("%d items left in %s after a graceful stop (not acknowledged)", left, q.out)
+		return fmt.Errorf("%d items left in %s after a graceful stop (not acknowledged)", left, q.out)
 	}
 	if dl, err := queueLen(ch, q.dead); err == nil && dl != 0 {
-		return res, fmt.Errorf("%d items dead-lettered", dl)
+		return fmt.Errorf("%d items dead-lettered", dl)
 	}
 	if stray := s.ids.stray.Load(); stray != 0 {
 		e.opt.Logf("%s run %d: %d messages with unexpected ids", kind, run, stray)
 	}
-	return res, nil
+	return nil
 }
 
 // lost reports the missing ids.
