@@ -91,13 +91,17 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 
 		select {
 		case <-s.Done():
-			g.sess.set(nil)
+			// The gauge first: whoever sees the gateway not ready sees
+			// the link down too.
 			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
+			g.sess.set(nil)
 			log.Warn("xmpp connection lost", "err", s.Err(), "up", time.Since(up).Round(time.Millisecond))
 			bo.stable(time.Since(up))
 		case <-ctx.Done():
-			g.sess.set(nil)
+			// The gauge first: whoever sees the gateway not ready sees
+			// the link down too.
 			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
+			g.sess.set(nil)
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err := s.Close(cctx)
 			cancel()
@@ -169,9 +173,9 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		}
 		tick.Stop()
 		bo.stable(time.Since(up))
-		g.publisher.set(nil)
 		g.metrics.Connected.WithLabelValues(metrics.LinkAMQP).Set(0)
 		g.metrics.Blocked.Set(0)
+		g.publisher.set(nil)
 		if ctx.Err() != nil {
 			// The inbound loop has drained its buffer before ctx ends.
 			err := p.Close()
