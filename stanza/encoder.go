@@ -274,7 +274,7 @@ func (e *Encoder) target(it *item) ([]byte, *ItemError) {
 	}
 	canon, jerr := canonJID(t)
 	if jerr != nil {
-		return nil, itemErr(ReasonBadJID, "target "+excerpt(t)+": "+jerr.Error())
+		return nil, itemErr(ReasonBadJID, "target "+excerpt(t)+": "+errExcerpt(jerr))
 	}
 	return canon, nil
 }
@@ -305,7 +305,7 @@ func (e *Encoder) checkFrom(s []byte, bareLocal bool) ([]byte, *ItemError) {
 	if e.o.Mode == ModeClient {
 		j, err := jid.Parse(string(s))
 		if err != nil {
-			return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+err.Error())
+			return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+errExcerpt(err))
 		}
 		switch j.String() {
 		case e.accountFull:
@@ -327,13 +327,13 @@ func (e *Encoder) checkFrom(s []byte, bareLocal bool) ([]byte, *ItemError) {
 		}
 		j, err := jid.New(string(s), e.domain, "")
 		if err != nil {
-			return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+err.Error())
+			return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+errExcerpt(err))
 		}
 		return []byte(j.String()), nil
 	}
 	canon, err := canonJID(s)
 	if err != nil {
-		return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+err.Error())
+		return nil, itemErr(ReasonBadJID, "from "+excerpt(s)+": "+errExcerpt(err))
 	}
 	_, d, _ := splitJID(canon)
 	if string(d) != e.domain {

@@ -352,3 +352,23 @@ func TestNewEncoderErrors(t *testing.T) {
 		}
 	}
 }
+
+// A library's error may quote the whole input (IDNA quotes every label):
+// the detail stays short all the same. Found by FuzzAppend.
+func TestAppendErrorDetailBounded(t *testing.T) {
+	label := "xn--bch" + strings.Repeat("b", 1000) + "er-kva"
+	for _, body := range []string{
+		`{"target":"a@` + label + `","text":"x"}`,
+		`{"target":"a@b","text":"x","from":"n@` + label + `"}`,
+		`{"stanza":"<message to='a@` + label + `'/>"}`,
+	} {
+		_, _, err := newEnc(t, ModeComponent).Append(nil, []byte(body), Meta{})
+		var ie *ItemError
+		if !errors.As(err, &ie) {
+			t.Fatalf("err %v", err)
+		}
+		if len(ie.Detail) > 300 {
+			t.Errorf("detail of %d bytes: %.80q…", len(ie.Detail), ie.Detail)
+		}
+	}
+}

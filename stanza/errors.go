@@ -1,6 +1,9 @@
 package stanza
 
-import "strconv"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // Reason is the stable, machine-readable class of an item that cannot be
 // sent. It is used as a metric label and as the x-xmppgw-error header.
@@ -42,6 +45,21 @@ func tooLarge(max int) *ItemError {
 
 // excerptLen bounds the quoted excerpts in error details.
 const excerptLen = 40
+
+// errExcerpt is err's text cut to 2×excerptLen bytes (at a UTF-8
+// boundary): a library's error may quote the whole input (the IDNA one
+// quotes every label), and details stay short.
+func errExcerpt(err error) string {
+	s := err.Error()
+	if len(s) <= 2*excerptLen {
+		return s
+	}
+	s = s[:2*excerptLen]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
 
 // excerpt quotes at most excerptLen bytes of b for an error detail.
 func excerpt[T string | []byte](b T) string {

@@ -111,7 +111,7 @@ func (w *rawWriter) rootTo(to *xml.Attr, presence bool) *ItemError {
 	}
 	canon, err := canonJID([]byte(to.Value))
 	if err != nil {
-		return itemErr(ReasonBadJID, "to "+excerpt(to.Value)+": "+err.Error())
+		return itemErr(ReasonBadJID, "to "+excerpt(to.Value)+": "+errExcerpt(err))
 	}
 	w.dst = appendAttr(w.dst, " to='", canon)
 	if presence {
