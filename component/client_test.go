@@ -74,38 +74,12 @@ func clientConfig(t *testing.T) Config {
 }
 
 func TestClientMode(t *testing.T) {
-	c, srv := net.Pipe()
-	f := newFakeServer(t, srv)
-	negotiated := make(chan bool, 1)
-	go func() { negotiated <- f.c2sNegotiate("pw") }()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// Dial writes the initial presence before returning: read it meanwhile.
-	type result struct {
-		s   *Session
-		err error
+	// A recorder without roster support: nothing comes before the
+	// initial presence.
+	s, f, before := clientSession(t, newRecorder())
+	if len(before) != 0 {
+		t.Fatalf("elements before the initial presence: %+v", before)
 	}
-	res := make(chan result, 1)
-	go func() {
-		s, err := open(ctx, clientConfig(t), newRecorder(), c)
-		res <- result{s, err}
-	}()
-	if !<-negotiated {
-		t.Fatal("negotiation failed")
-	}
-	if e, ok := f.next(); !ok || e.XMLName.Local != "presence" || len(e.Attrs) != 0 {
-		t.Fatalf("want initial presence, got %+v", e)
-	}
-	r := <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	s := r.s
-	t.Cleanup(func() {
-		s.kill(nil)
-		<-s.Done()
-		_ = srv.Close()
-	})
 	if got := s.Addr().String(); got != "bot@example.org/gw" {
 		t.Errorf("Addr() = %q", got)
 	}
