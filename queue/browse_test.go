@@ -152,7 +152,9 @@ func TestMoveSelection(t *testing.T) {
 			n, _ := d.Headers["x-keep"].(int32)
 			return third(int(n))
 		},
-		Copy:   func(d *amqp.Delivery) amqp.Publishing { return Republish(d, func(h string) bool { return h == "x-drop" }) },
+		Copy: func(d *amqp.Delivery) amqp.Publishing {
+			return Republish(d, func(h string) bool { return h == "x-drop" })
+		},
 		Window: 4, // smaller than the selection: the window is exercised
 	})
 	if err != nil {
