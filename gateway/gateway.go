@@ -49,10 +49,11 @@ type Gateway struct {
 	sess      watch[*component.Session] // the current XMPP session, nil while down
 	publisher watch[*queue.Publisher]   // the current publishing connection, nil while down
 
-	in   *inbound
-	out  *outbound
-	pres *presence.Service
-	http *httpapi.Server
+	in       *inbound
+	out      *outbound
+	pres     *presence.Service
+	receipts *receiptBook // messages sent with receipt: true
+	http     *httpapi.Server
 
 	httpLn   net.Listener
 	stopOnce sync.Once
@@ -87,6 +88,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	g.publisher.init()
 	g.in = newInbound(g)
 	g.out = newOutbound(g)
+	g.receipts = newReceiptBook(receiptBookSize)
 	var err error
 	if g.pres, err = g.newPresence(cfg); err != nil {
 		return nil, err

@@ -64,7 +64,8 @@ type inLoop struct {
 	// life is the context of publishes: never cancelled by the stop, so
 	// the drain can still publish; it ends when the drain times out.
 	life      context.Context
-	downSince time.Time // when the publisher went away; zero while up
+	downSince time.Time     // when the publisher went away; zero while up
+	receipts  receiptWriter // receipts owed for confirmed events, written per batch
 }
 
 // run publishes buffered events until ctx is done, then closes the buffer
@@ -78,6 +79,7 @@ func (in *inbound) run(ctx context.Context) error {
 		settled:  make(chan struct{}, 1),
 		now:      time.Now(),
 		life:     life,
+		receipts: receiptWriter{g: in.g},
 	}
 	stopping := ctx.Done()
 	var drainBy <-chan time.Time
@@ -196,6 +198,7 @@ func shortString(s string) string {
 // settleReady settles the front of pending while it is resolved, at most
 // inBatch: the same as that many turns of the loop taking front.
 func (l *inLoop) settleReady() {
+	defer l.receipts.flush()
 	for n := 0; len(l.pending) > 0 && l.pending[0].c.Resolved(); n++ {
 		if n == inBatch {
 			// More are ready: come back after looking at the rest.
@@ -228,6 +231,11 @@ func (l *inLoop) settle(pe *pendingEvent) {
 			l.counters[k] = c
 		}
 		c.Inc()
+		if pe.it.ev.WantsReceipt {
+			// Only now, with the event confirmed, has the gateway kept
+			// the message (XEP-0184: a receipt says it was received).
+			l.receipts.add(pe.it.sess, &pe.it.ev)
+		}
 		return
 	}
 	in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
@@ -284,5 +292,6 @@ func (l *inLoop) giveUp() {
 		}
 		l.pop()
 	}
+	l.receipts.flush()
 	l.refuseBuffered("shutdown")
 }

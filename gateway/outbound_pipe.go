@@ -257,6 +257,9 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	if info.Kind == "presence" && o.g.pres != nil {
 		o.g.pres.Sent(&info) // never blocks
 	}
+	if info.Receipt {
+		o.g.receipts.add(info.ID, info.To)
+	}
 	if redo != nil {
 		b.keys = append(b.keys, key)
 		if err := p.barrier(); err != nil {

@@ -16,10 +16,15 @@ var (
 	_ component.RosterInbound = reader{}
 )
 
-// Message queues a message event, or a bounce of ours.
+// Message queues a message event, a bounce of ours, or a receipt for one
+// of ours.
 func (r reader) Message(s *component.Session, ev *stanza.Event) {
-	if ev.Kind == "error" {
+	switch ev.Kind {
+	case "error":
 		r.g.metrics.Bounces.WithLabelValues(metrics.ConditionLabel(ev.Condition)).Inc()
+	case "receipt":
+		r.g.receipt(s, ev)
+		return
 	}
 	r.g.in.offer(s, ev)
 }

@@ -34,6 +34,28 @@ func AppendPresence(dst []byte, from, to, id, typ, show, status string) []byte {
 	return append(dst, "</presence>"...)
 }
 
+// AppendReceipt appends the XEP-0184 receipt for the message orig (which
+// asked for one: orig.WantsReceipt):
+//
+//	<message from=orig.To to=orig.From type=orig.Type><received xmlns='urn:xmpp:receipts' id=orig.ID/></message>
+//
+// withFrom false omits from (client mode: the server stamps the account's
+// address). The type is copied for chat and normal (a client files the
+// receipt with the conversation) and omitted otherwise.
+func AppendReceipt(dst []byte, orig *Event, withFrom bool) []byte {
+	dst = append(dst, "<message"...)
+	if withFrom {
+		dst = appendAttrSafe(dst, " from='", orig.To)
+	}
+	dst = appendAttrSafe(dst, " to='", orig.From)
+	if orig.Type == "chat" {
+		dst = append(dst, " type='chat'"...)
+	}
+	dst = append(dst, "><received xmlns='"+nsReceipts+"'"...)
+	dst = appendAttrSafe(dst, " id='", orig.ID)
+	return append(dst, "/></message>"...)
+}
+
 // AppendMessageError appends the error reply to the message orig:
 //
 //	<message type='error' from=orig.To to=orig.From id=orig.ID>

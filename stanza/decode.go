@@ -44,8 +44,8 @@ func (l Limits) withDefaults() Limits {
 // Event is one inbound event, encoded by AppendJSON as README.md describes in
 // "Inbound events". Empty fields are omitted from the JSON.
 type Event struct {
-	Kind       string          // "message" | "error" | "presence" | "subscription"
-	ID         string          // the stanza's id; our own id for kind error
+	Kind       string          // "message" | "error" | "presence" | "subscription" | "receipt"
+	ID         string          // the stanza's id; our own id for kinds error and receipt
 	From       string          // as received
 	To         string          // as received
 	Type       string          // message type, "normal" when absent or unknown; presence type
@@ -55,8 +55,15 @@ type Event struct {
 	Payload    json.RawMessage // XEP-0335 JSON payload, valid JSON only
 	Condition  string          // kind error: the defined condition, e.g. "service-unavailable"
 	Show       string          // presence
-	Status     string          // presence
+	Status     string          // presence; kind receipt: received, displayed or acknowledged
+	Replace    string          // message: the id a XEP-0308 correction replaces
+	Encrypted  string          // message: "omemo" or "openpgp" (end-to-end encrypted; Text is then empty)
 	ReceivedAt time.Time       // set by the caller
+
+	// WantsReceipt: a message (not groupchat) with an id that asked for a
+	// XEP-0184 receipt. Not part of the JSON: the gateway answers it once
+	// the event is confirmed.
+	WantsReceipt bool
 }
 
 // ErrUnexpectedEOF wraps the reader's end of input inside a stanza: the
@@ -81,6 +88,10 @@ const (
 	cShow
 	cStatus
 	cPriority
+	cRequest   // XEP-0184 <request/>
+	cReceipt   // XEP-0184 <received/> or a XEP-0333 marker
+	cReplace   // XEP-0308 <replace/>
+	cEncrypted // OMEMO <encrypted/>, XEP-0373 <openpgp/> or XEP-0027 <x/>
 )
 
 // kinds is a set of child kinds: 1<<kind for each.

@@ -3,6 +3,7 @@ package stanza
 import (
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -43,7 +44,7 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			m.start(t.Name)
+			m.start(&t)
 		case xml.EndElement:
 			m.end()
 		case xml.CharData:
@@ -73,19 +74,60 @@ type messageReader struct {
 	body, subject, thread, payload, errText []byte
 	cond                                    string // the error's condition
 	haveCond                                bool
+
+	receiptID, receiptStatus string // the first XEP-0184 receipt or XEP-0333 marker
+	replace                  string // the XEP-0308 correction's id
+	encrypted                string // "omemo" or "openpgp"
+	encPayload               bool   // the OMEMO element has a <payload/>: a message, not key transport
 }
 
 // start notes the kind of an element just opened at m.depth.
-func (m *messageReader) start(n xml.Name) {
+func (m *messageReader) start(t *xml.StartElement) {
 	switch m.depth {
 	case 2:
-		m.cur = m.seen.first(m.childKind(n))
+		m.cur = m.seen.first(m.childKind(t.Name))
+		m.extension(t)
 	case 3:
 		m.cur3 = cNone
-		if m.cur == cError && n.Space == nsStanzas {
-			m.errorChild(n.Local)
+		if m.cur == cError && t.Name.Space == nsStanzas {
+			m.errorChild(t.Name.Local)
+		}
+		if m.cur == cEncrypted && t.Name.Local == "payload" {
+			m.encPayload = true
 		}
 	}
+}
+
+// extension reads the child of a message that opened a delivery extension
+// (m.cur, the first of its kind): a receipt or marker, a correction, an
+// encrypted message.
+func (m *messageReader) extension(t *xml.StartElement) {
+	switch m.cur {
+	case cReceipt:
+		if id := attrID(t); id != "" && len(id) <= MaxInIDBytes {
+			m.receiptID, m.receiptStatus = id, t.Name.Local // received, displayed, acknowledged
+		}
+	case cReplace:
+		m.replace = attrID(t)
+		if len(m.replace) > MaxInIDBytes {
+			m.setErr("policy-violation", fmt.Sprintf("the id of the correction is over the limit of %d bytes", MaxInIDBytes))
+		}
+	case cEncrypted:
+		m.encrypted = "openpgp"
+		if t.Name.Space == nsOMEMO1 || t.Name.Space == nsOMEMO2 {
+			m.encrypted = "omemo"
+		}
+	}
+}
+
+// attrID returns the id attribute (in no namespace) of t.
+func attrID(t *xml.StartElement) string {
+	for _, a := range t.Attr {
+		if a.Name.Space == "" && a.Name.Local == "id" {
+			return a.Value
+		}
+	}
+	return ""
 }
 
 // childKind returns the kind of a child of the stanza named n.
@@ -93,6 +135,26 @@ func (m *messageReader) childKind(n xml.Name) int {
 	switch {
 	case n.Space == nsJSON && n.Local == "json":
 		return cJSON
+	case n.Space == nsReceipts:
+		switch n.Local {
+		case "request":
+			return cRequest
+		case "received":
+			return cReceipt
+		}
+		return cNone
+	case n.Space == nsMarkers:
+		switch n.Local {
+		case "received", "displayed", "acknowledged":
+			return cReceipt
+		}
+		return cNone
+	case n.Space == nsCorrect && n.Local == "replace":
+		return cReplace
+	case (n.Space == nsOMEMO1 || n.Space == nsOMEMO2) && n.Local == "encrypted",
+		n.Space == nsOX && n.Local == "openpgp",
+		n.Space == nsPGPOld && n.Local == "x":
+		return cEncrypted
 	case !streamish(n.Space, m.ns):
 		return cNone
 	case n.Local == "body":
@@ -146,7 +208,14 @@ func (m *messageReader) text(t xml.CharData) {
 }
 
 // complete fills in the event of a message read without error: an error
-// event, a message event, or none (Kind "").
+// event, a message event, a receipt, or none (Kind "").
+//
+// An end-to-end encrypted message (OMEMO with a payload, OpenPGP) is a
+// message event with Encrypted and without Text: its body is a fallback
+// ("this message is encrypted"), not the message. An OMEMO element without
+// a payload is key transport between clients, not an event. A message
+// without body or payload that carries a receipt or marker is a receipt
+// event: ID the id it acknowledges, Status its kind.
 func (m *messageReader) complete(ev *Event) error {
 	if ev.Type == "error" {
 		ev.Kind = "error"
@@ -161,12 +230,22 @@ func (m *messageReader) complete(ev *Event) error {
 		}
 		ev.Payload = json.RawMessage(m.payload)
 	}
-	if !m.seen.has(cBody) && !m.seen.has(cJSON) {
+	encrypted := m.encrypted != "" && (m.encrypted == "openpgp" || m.encPayload)
+	if !m.seen.has(cBody) && !m.seen.has(cJSON) && !encrypted {
+		if m.receiptID != "" {
+			ev.Kind, ev.ID, ev.Status = "receipt", m.receiptID, m.receiptStatus
+		}
 		return nil
 	}
 	ev.Kind = "message"
-	ev.Text = ownedString(m.body)
+	if encrypted {
+		ev.Encrypted = m.encrypted
+	} else {
+		ev.Text = ownedString(m.body)
+	}
 	ev.Subject = ownedString(m.subject)
 	ev.Thread = ownedString(m.thread)
+	ev.Replace = m.replace
+	ev.WantsReceipt = m.seen.has(cRequest) && ev.ID != "" && ev.Type != "groupchat"
 	return nil
 }

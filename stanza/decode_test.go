@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,52 @@ func TestDecodeMessage(t *testing.T) {
 			want: Event{From: "a@b", ID: strings.Repeat("i", MaxInIDBytes+1), Type: "normal"}, cond: "policy-violation"},
 		14: {in: `<message from='a@b' to='` + strings.Repeat("n", MaxInJIDBytes+1) + `'><body>x</body></message>`,
 			want: Event{From: "a@b", To: strings.Repeat("n", MaxInJIDBytes+1), Type: "normal"}, cond: "jid-malformed"},
+		// Delivery outcomes: receipts and markers become receipt events
+		// carrying the id they acknowledge.
+		15: {in: `<message from='a@b/p' to='n@gw' id='r'><received xmlns='urn:xmpp:receipts' id='ours'/></message>`,
+			want: Event{Kind: "receipt", ID: "ours", From: "a@b/p", To: "n@gw", Type: "normal", Status: "received"}},
+		16: {in: `<message from='a@b/p' type='chat'><displayed xmlns='urn:xmpp:chat-markers:0' id='ours'/></message>`,
+			want: Event{Kind: "receipt", ID: "ours", From: "a@b/p", Type: "chat", Status: "displayed"}},
+		17: {in: `<message from='a@b/p'><acknowledged xmlns='urn:xmpp:chat-markers:0' id='o'/><received xmlns='urn:xmpp:receipts' id='x'/></message>`,
+			want: Event{Kind: "receipt", ID: "o", From: "a@b/p", Type: "normal", Status: "acknowledged"}},
+		18: {in: `<message from='a@b/p'><received xmlns='urn:xmpp:chat-markers:0' id='m'/></message>`,
+			want: Event{Kind: "receipt", ID: "m", From: "a@b/p", Type: "normal", Status: "received"}},
+		// a receipt without an id, or with one over the bound, is nothing
+		19: {in: `<message from='a@b/p'><received xmlns='urn:xmpp:receipts'/></message>`,
+			want: Event{From: "a@b/p", Type: "normal"}},
+		20: {in: `<message from='a@b/p'><received xmlns='urn:xmpp:receipts' id='` + strings.Repeat("i", MaxInIDBytes+1) + `'/></message>`,
+			want: Event{From: "a@b/p", Type: "normal"}},
+		// markable and unknown markers are not receipts
+		21: {in: `<message from='a@b/p'><markable xmlns='urn:xmpp:chat-markers:0'/><seen xmlns='urn:xmpp:chat-markers:0' id='x'/></message>`,
+			want: Event{From: "a@b/p", Type: "normal"}},
+		// a message with a body is a message, whatever else it carries
+		22: {in: `<message from='a@b/p' id='m1' type='chat'><body>hi</body><received xmlns='urn:xmpp:receipts' id='x'/><request xmlns='urn:xmpp:receipts'/></message>`,
+			want: Event{Kind: "message", ID: "m1", From: "a@b/p", Type: "chat", Text: "hi", WantsReceipt: true}},
+		// no receipt without an id to answer, nor in groupchat
+		23: {in: `<message from='a@b/p'><body>hi</body><request xmlns='urn:xmpp:receipts'/></message>`,
+			want: Event{Kind: "message", From: "a@b/p", Type: "normal", Text: "hi"}},
+		24: {in: `<message from='r@c/n' id='g' type='groupchat'><body>hi</body><request xmlns='urn:xmpp:receipts'/></message>`,
+			want: Event{Kind: "message", ID: "g", From: "r@c/n", Type: "groupchat", Text: "hi"}},
+		// corrections
+		25: {in: `<message from='a@b/p' id='m2'><body>fixed</body><replace xmlns='urn:xmpp:message-correct:0' id='m1'/></message>`,
+			want: Event{Kind: "message", ID: "m2", From: "a@b/p", Type: "normal", Text: "fixed", Replace: "m1"}},
+		26: {in: `<message from='a@b/p'><body>x</body><replace xmlns='urn:xmpp:message-correct:0' id='` + strings.Repeat("i", MaxInIDBytes+1) + `'/></message>`,
+			want: Event{From: "a@b/p", Type: "normal"}, cond: "policy-violation"},
+		// end-to-end encrypted: an event without the fallback body
+		27: {in: `<message from='a@b/p' id='e1' type='chat'><body>I sent you an OMEMO encrypted message</body><encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'><key rid='2'>AAA</key><iv>BBB</iv></header><payload>CCC</payload></encrypted><request xmlns='urn:xmpp:receipts'/></message>`,
+			want: Event{Kind: "message", ID: "e1", From: "a@b/p", Type: "chat", Encrypted: "omemo", WantsReceipt: true}},
+		28: {in: `<message from='a@b/p' type='chat'><encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/><payload>CCC</payload></encrypted></message>`,
+			want: Event{Kind: "message", From: "a@b/p", Type: "chat", Encrypted: "omemo"}},
+		// OMEMO key transport (no payload) is not a message
+		29: {in: `<message from='a@b/p' type='chat'><encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/></encrypted></message>`,
+			want: Event{From: "a@b/p", Type: "chat"}},
+		30: {in: `<message from='a@b/p' type='chat'><openpgp xmlns='urn:xmpp:openpgp:0'>BASE64</openpgp><body>This message is encrypted</body></message>`,
+			want: Event{Kind: "message", From: "a@b/p", Type: "chat", Encrypted: "openpgp"}},
+		31: {in: `<message from='a@b/p' type='chat'><body>fallback</body><x xmlns='jabber:x:encrypted'>PGP</x></message>`,
+			want: Event{Kind: "message", From: "a@b/p", Type: "chat", Encrypted: "openpgp"}},
+		// an extension in the wrong namespace is ignored
+		32: {in: `<message from='a@b/p'><body>x</body><encrypted xmlns='urn:other'><payload/></encrypted><replace id='q'/></message>`,
+			want: Event{Kind: "message", From: "a@b/p", Type: "normal", Text: "x"}},
 	}
 	for i, tc := range tests {
 		start, d := startOf(t, wrap+tc.in+`<message><body>next</body></message>`)
@@ -80,8 +127,7 @@ func TestDecodeMessage(t *testing.T) {
 				t.Errorf("%d: payload %s", i, ev.Payload)
 			}
 			ev.Payload, tc.want.Payload = nil, nil
-			if ev.Kind != tc.want.Kind || ev.ID != tc.want.ID || ev.From != tc.want.From || ev.To != tc.want.To || ev.Type != tc.want.Type ||
-				ev.Text != tc.want.Text || ev.Subject != tc.want.Subject || ev.Thread != tc.want.Thread || ev.Condition != tc.want.Condition {
+			if !reflect.DeepEqual(ev, tc.want) {
 				t.Errorf("%d:\n got %+v\nwant %+v", i, ev, tc.want)
 			}
 		} else if ev.From != tc.want.From {
@@ -184,6 +230,14 @@ func TestEventJSON(t *testing.T) {
 	if got := string(e2.AppendJSON(nil)); got != `{"kind":"error","id":"x","subject":"u","thread":"v","condition":"item-not-found","show":"s","status":"t"}` {
 		t.Fatal(got)
 	}
+	e3 := Event{Kind: "message", ID: "m2", Type: "chat", Replace: "m1", Encrypted: "omemo", WantsReceipt: true}
+	if got := string(e3.AppendJSON(nil)); got != `{"kind":"message","id":"m2","type":"chat","replace":"m1","encrypted":"omemo"}` {
+		t.Fatal(got)
+	}
+	e4 := Event{Kind: "receipt", ID: "ours", From: "a@b/p", To: "n@gw", Type: "chat", Status: "displayed", ReceivedAt: at}
+	if got := string(e4.AppendJSON(nil)); got != `{"kind":"receipt","id":"ours","from":"a@b/p","to":"n@gw","type":"chat","status":"displayed","received_at":"2026-11-22T10:00:00.123456Z"}` {
+		t.Fatal(got)
+	}
 	if got := string((&Event{}).AppendJSON(nil)); got != `{}` {
 		t.Fatal(got)
 	}
@@ -199,6 +253,10 @@ func TestBuilders(t *testing.T) {
 			`<message type='error' from='n@gw' to='a@b/r' id='m1'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>busy &amp; full</text></error></message>`},
 		5: {string(AppendMessageError(nil, &Event{From: "a@b", To: "n@gw"}, "bogus", "x'><evil/>", "")),
 			`<message type='error' from='n@gw' to='a@b'><error type='cancel'><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>`},
+		6: {string(AppendReceipt(nil, &Event{From: "a@b/r", To: "n@gw", ID: "m'1", Type: "chat"}, true)),
+			`<message from='n@gw' to='a@b/r' type='chat'><received xmlns='urn:xmpp:receipts' id='m&apos;1'/></message>`},
+		7: {string(AppendReceipt(nil, &Event{From: "a@b/r", To: "bot@b/gw", ID: "m1", Type: "normal"}, false)),
+			`<message to='a@b/r'><received xmlns='urn:xmpp:receipts' id='m1'/></message>`},
 	}
 	for i, tc := range tests {
 		if tc.got != tc.want {

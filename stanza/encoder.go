@@ -150,6 +150,11 @@ type Info struct {
 	// gateway learns from them about subscriptions that workers answer.
 	PresenceType string
 	From, To     string
+
+	// Receipt: a message item that asked for a receipt (receipt: true);
+	// To is then set to the target as written, so that answers can be
+	// told from strangers'.
+	Receipt bool
 }
 
 // Append appends the stanza for one item (an AMQP message body) to dst.
@@ -194,7 +199,8 @@ func (e *Encoder) append(dst []byte, body []byte, m *Meta) ([]byte, Info, *ItemE
 
 	if it.stanza.set {
 		if it.target.set || it.text.set || it.payload != nil || it.typ.set || it.from.set ||
-			it.subject.set || it.thread.set || it.kind.set || it.status.set || it.show.set || it.id.set {
+			it.subject.set || it.thread.set || it.kind.set || it.status.set || it.show.set || it.id.set ||
+			it.replace.set || it.receiptSet {
 			return nil, info, itemErr(ReasonBadField, "stanza cannot be combined with other fields")
 		}
 		return e.appendRaw(dst, body, &it, m, info)

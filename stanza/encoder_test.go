@@ -33,6 +33,8 @@ type parsed struct {
 	Thread   *string
 	JSON     *string
 	Children int
+	Last     string            // namespace and name of the last child
+	ChildIDs map[string]string // the id attribute of each child that has one, by namespace and name
 }
 
 // parseOne parses out as exactly one element and returns its parts.
@@ -63,6 +65,15 @@ func parseOne(t testing.TB, out []byte) parsed {
 			}
 			if depth == 2 {
 				p.Children++
+				p.Last = tt.Name.Space + " " + tt.Name.Local
+				for _, a := range tt.Attr {
+					if a.Name.Space == "" && a.Name.Local == "id" {
+						if p.ChildIDs == nil {
+							p.ChildIDs = map[string]string{}
+						}
+						p.ChildIDs[p.Last] = a.Value
+					}
+				}
 				s := new(string)
 				cur = s
 				switch tt.Name.Space + " " + tt.Name.Local {
@@ -109,19 +120,19 @@ func TestAppendGood(t *testing.T) {
 		attrs   map[string]string
 	}{
 		0: {body: `{"target":"alice@example.org","text":"hi","id":"a1"}`,
-			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='a1'><body>hi</body></message>`},
+			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='a1'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='a1'/></message>`},
 		1: {body: `{"target":"alice@example.org","text":"<&>'\"","id":"a1"}`,
-			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='a1'><body>&lt;&amp;&gt;'"</body></message>`},
+			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='a1'><body>&lt;&amp;&gt;'"</body><origin-id xmlns='urn:xmpp:sid:0' id='a1'/></message>`},
 		2: {body: `{"target":"alice@example.org","text":"a\r\nb\tc","id":"x<'\"&>"}`,
 			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='x&lt;&apos;&quot;&amp;&gt;'><body>a&#xD;
-b	c</body></message>`, text: sp("a\r\nb\tc")},
+b	c</body><origin-id xmlns='urn:xmpp:sid:0' id='x&lt;&apos;&quot;&amp;&gt;'/></message>`, text: sp("a\r\nb\tc")},
 		3: {body: `{"target":"alice@example.org","text":"😀 \ud83d\ude00","id":"e"}`, text: sp("😀 😀")},
 		4: {body: `{"target":"alice@example.org","text":"שלום עולם مرحبا","id":"r"}`, text: sp("שלום עולם مرحبا")},
 		5: {body: `{"target":"alice@example.org","text":"` + long + `","id":"l"}`, text: sp(long)},
 		6: {body: `{"target":"alice@example.org","payload":{"k":[1,"<a&b>"]},"id":"p"}`,
-			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='p'><json xmlns='urn:xmpp:json:0'>{"k":[1,"&lt;a&amp;b&gt;"]}</json></message>`},
+			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='p'><json xmlns='urn:xmpp:json:0'>{"k":[1,"&lt;a&amp;b&gt;"]}</json><origin-id xmlns='urn:xmpp:sid:0' id='p'/></message>`},
 		7: {body: `{"target":"alice@example.org","subject":"s","thread":"t1","type":"headline","from":"alerts","id":"s"}`,
-			want: `<message from='alerts@gw.example.org' to='alice@example.org' type='headline' id='s'><subject>s</subject><thread>t1</thread></message>`},
+			want: `<message from='alerts@gw.example.org' to='alice@example.org' type='headline' id='s'><subject>s</subject><thread>t1</thread><origin-id xmlns='urn:xmpp:sid:0' id='s'/></message>`},
 		8: {body: `{"target":"alice@example.org","text":"x","from":"ops@gw.example.org/r1","id":"f"}`,
 			attrs: map[string]string{"from": "ops@gw.example.org/r1"}},
 		9: {body: `{"target":"Alice@Example.org/Phone","text":"x","id":"c"}`,
@@ -132,20 +143,27 @@ b	c</body></message>`, text: sp("a\r\nb\tc")},
 			want: `<presence from='notices@gw.example.org' to='alice@example.org' id='pa'><show>away</show><status>on &lt;duty&gt;</status></presence>`},
 		12: {body: `{"target":"alice@example.org","text":"hi","id":"k","unknown":{"a":[1,2]},"Text":"ignored"}`, text: sp("hi")},
 		13: {body: `{"target":"alice@example.org","text":"x","from":"bot@example.org","id":"cl"}`, mode: ModeClient,
-			want: `<message from='bot@example.org' to='alice@example.org' type='chat' id='cl'><body>x</body></message>`},
+			want: `<message from='bot@example.org' to='alice@example.org' type='chat' id='cl'><body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='cl'/></message>`},
 		14: {body: `{"target":"alice@example.org","text":"x","id":"cl"}`, mode: ModeClient,
-			want: `<message to='alice@example.org' type='chat' id='cl'><body>x</body></message>`},
+			want: `<message to='alice@example.org' type='chat' id='cl'><body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='cl'/></message>`},
 		15: {body: `{"target":"alice@example.org","text":"","payload":null,"subject":null,"id":"n"}`, text: sp("")},
 		16: {body: `{"target":"alice@example.org","text":"x","from":"gw.example.org","id":"d"}`, attrs: map[string]string{"from": "gw.example.org"}},
 		17: {body: `{"stanza":"<message to='alice@example.org' type='chat' id='r1'><body>hi &amp; bye</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"}`,
-			want: `<message from='notices@gw.example.org' to='alice@example.org' id='r1' type='chat'><body>hi &amp; bye</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+			want: `<message from='notices@gw.example.org' to='alice@example.org' id='r1' type='chat'><body>hi &amp; bye</body><active xmlns='http://jabber.org/protocol/chatstates'/><origin-id xmlns='urn:xmpp:sid:0' id='r1'/></message>`},
 		18: {body: `{"stanza":"<message xmlns='jabber:client' from='x@gw.example.org' to='a@example.org' id='r2'><json xmlns='urn:xmpp:json:0'>{\"a\":1}</json></message>","enqueued_at":"2026-11-22T10:00:00Z"}`,
-			want: `<message from='x@gw.example.org' to='a@example.org' id='r2'><json xmlns='urn:xmpp:json:0'>{"a":1}</json></message>`},
+			want: `<message from='x@gw.example.org' to='a@example.org' id='r2'><json xmlns='urn:xmpp:json:0'>{"a":1}</json><origin-id xmlns='urn:xmpp:sid:0' id='r2'/></message>`},
 		19: {body: `{"stanza":"<presence to='a@example.org' type='unavailable' id='r3'><status>bye</status></presence>"}`,
 			want: `<presence from='notices@gw.example.org' to='a@example.org' id='r3' type='unavailable'><status>bye</status></presence>`},
 		20: {body: `{"stanza":"<m:message xmlns:m='jabber:component:accept' xmlns:x='urn:x' to='a@example.org' id='r4' x:attr='v'><x:foo xml:lang='en'>t</x:foo><!-- c --></m:message>"}`,
-			want: `<message from='notices@gw.example.org' to='a@example.org' id='r4' xmlns:a0='urn:x' a0:attr='v'><foo xmlns='urn:x' xml:lang='en'>t</foo></message>`},
+			want: `<message from='notices@gw.example.org' to='a@example.org' id='r4' xmlns:a0='urn:x' a0:attr='v'><foo xmlns='urn:x' xml:lang='en'>t</foo><origin-id xmlns='urn:xmpp:sid:0' id='r4'/></message>`},
 		21: {body: ` {"target":"alice@example.org","text":"\u00e9\/","id":"w"} `, text: sp("é/")},
+		22: {body: `{"target":"alice@example.org","text":"x","id":"rc","receipt":true}`,
+			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='rc'><body>x</body><request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/><origin-id xmlns='urn:xmpp:sid:0' id='rc'/></message>`},
+		23: {body: `{"target":"room@conference.example.org","type":"groupchat","text":"x","id":"rg","receipt":true}`,
+			want: `<message from='notices@gw.example.org' to='room@conference.example.org' type='groupchat' id='rg'><body>x</body><markable xmlns='urn:xmpp:chat-markers:0'/><origin-id xmlns='urn:xmpp:sid:0' id='rg'/></message>`},
+		24: {body: `{"target":"alice@example.org","text":"resolved","id":"c2","replace":"c1&'","receipt":false}`,
+			want: `<message from='notices@gw.example.org' to='alice@example.org' type='chat' id='c2'><body>resolved</body><replace xmlns='urn:xmpp:message-correct:0' id='c1&amp;&apos;'/><origin-id xmlns='urn:xmpp:sid:0' id='c2'/></message>`},
+		25: {body: `{"target":"alice@example.org","text":"x","receipt":null,"replace":null,"id":"nn"}`, text: sp("x")},
 	}
 	for i, tc := range tests {
 		e := newEnc(t, tc.mode)
@@ -176,6 +194,10 @@ b	c</body></message>`, text: sp("a\r\nb\tc")},
 			if p.Attrs[k] != v {
 				t.Errorf("%d: attr %s=%q, want %q", i, k, p.Attrs[k], v)
 			}
+		}
+		wantReceipt := strings.Contains(tc.body, `"receipt":true`)
+		if info.Receipt != wantReceipt || (wantReceipt && info.To != p.Attrs["to"]) {
+			t.Errorf("%d: info Receipt %v To %q, want %v %q", i, info.Receipt, info.To, wantReceipt, p.Attrs["to"])
 		}
 	}
 }
@@ -245,6 +267,18 @@ func TestAppendErrors(t *testing.T) {
 		55: {`{"target":"a@b","payload":1,"payload":2}`, ModeComponent, ReasonBadField},
 		56: {`{"target":"a@b","text":"x","t\u0065xt":"y"}`, ModeComponent, ReasonBadField},
 		57: {`{"target":"a@b","text":null,"text":"x"}`, ModeComponent, ReasonBadField},
+		58: {`{"target":"a@b","text":"x","receipt":"yes"}`, ModeComponent, ReasonBadField},
+		59: {`{"target":"a@b","text":"x","receipt":1}`, ModeComponent, ReasonBadField},
+		60: {`{"target":"a@b","text":"x","receipt":true,"receipt":true}`, ModeComponent, ReasonBadField},
+		61: {`{"target":"a@b","text":"x","replace":""}`, ModeComponent, ReasonBadField},
+		62: {`{"target":"a@b","text":"x","replace":"same","id":"same"}`, ModeComponent, ReasonBadField},
+		63: {`{"target":"a@b","text":"x","replace":"` + strings.Repeat("r", 1024) + `"}`, ModeComponent, ReasonBadField},
+		64: {`{"target":"a@b","text":"x","replace":7}`, ModeComponent, ReasonBadField},
+		65: {`{"stanza":"<message to='a@b'/>","receipt":true}`, ModeComponent, ReasonBadField},
+		66: {`{"stanza":"<message to='a@b'/>","replace":"x"}`, ModeComponent, ReasonBadField},
+		67: {`{"kind":"presence","target":"a@b","receipt":true}`, ModeComponent, ReasonBadField},
+		68: {`{"kind":"presence","target":"a@b","replace":"x"}`, ModeComponent, ReasonBadField},
+		69: {`{"target":"a@b","text":"x","replace":"a\u0001"}`, ModeComponent, ReasonInvalidChar},
 	}
 	for i, tc := range tests {
 		e := newEnc(t, tc.mode)

@@ -7,7 +7,7 @@ import (
 
 // AppendJSON appends the event as one JSON object: keys in the order kind,
 // id, from, to, type, text, subject, thread, payload, condition, show,
-// status, received_at; empty fields omitted; strings escaped per RFC 8259
+// status, replace, encrypted, received_at; empty fields omitted; strings escaped per RFC 8259
 // (invalid UTF-8 becomes U+FFFD); payload copied as is; received_at in RFC
 // 3339 UTC with microseconds, e.g. "2026-11-22T10:00:00.123456Z".
 func (ev *Event) AppendJSON(dst []byte) []byte {
@@ -44,6 +44,8 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 	str("condition", ev.Condition)
 	str("show", ev.Show)
 	str("status", ev.Status)
+	str("replace", ev.Replace)
+	str("encrypted", ev.Encrypted)
 	if !ev.ReceivedAt.IsZero() {
 		key("received_at")
 		dst = append(dst, '"')

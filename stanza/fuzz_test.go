@@ -14,6 +14,8 @@ import (
 )
 
 var fuzzSeeds = []string{
+	`{"target":"a@b","text":"v2","replace":"v\u0031&'","receipt":true,"id":"v2"}`,
+	`{"target":"r@c.b","type":"groupchat","text":"x","receipt":true}`,
 	`{"target":"alice@example.org","text":"hi","payload":{"k":[1,2.5e3,true,null]},"id":"a1"}`,
 	`{"target":"Alice@Example.ORG/Phone","text":"<&>'\"\r\n\t😀\ud83d\ude00","from":"ops"}`,
 	`{"target":"a@b","text":"\u0000"}`,
@@ -120,6 +122,16 @@ func FuzzAppend(f *testing.F) {
 		if v, ok := v["payload"]; ok && string(v) != "null" {
 			if p.JSON == nil || *p.JSON != string(v) {
 				t.Fatalf("payload %s did not round-trip", v)
+			}
+		}
+		if info.Kind == "message" {
+			if id, ok := p.ChildIDs[nsSID+" origin-id"]; p.Last != nsSID+" origin-id" || !ok || id != info.ID {
+				t.Fatalf("the last child is %q with id %q, want an origin-id with id %q", p.Last, id, info.ID)
+			}
+			var replace *string
+			json.Unmarshal(v["replace"], &replace)
+			if got, ok := p.ChildIDs[nsCorrect+" replace"]; (replace != nil) != ok || (ok && got != *replace) {
+				t.Fatalf("replace %v written as %q (%v)", replace, got, ok)
 			}
 		}
 	})
@@ -329,7 +341,7 @@ func checkEventJSON(t *testing.T, ev *Event) {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{"kind": ev.Kind, "id": ev.ID, "from": ev.From, "to": ev.To, "type": ev.Type,
-		"text": ev.Text, "subject": ev.Subject, "thread": ev.Thread, "condition": ev.Condition, "show": ev.Show, "status": ev.Status} {
+		"text": ev.Text, "subject": ev.Subject, "thread": ev.Thread, "condition": ev.Condition, "show": ev.Show, "status": ev.Status, "replace": ev.Replace, "encrypted": ev.Encrypted} {
 		got, _ := m[k].(string)
 		if got != strings.ToValidUTF8(v, "\uFFFD") && !(v != "" && !utf8.ValidString(v)) {
 			t.Fatalf("%s: %q, want %q", k, got, v)

@@ -16,9 +16,13 @@ func (f jstr) nonEmpty() bool { return f.set && len(f.raw) > 0 }
 
 // item holds the members of one outbound item as spans of the body.
 type item struct {
-	target, text, typ, from, subject, thread, id, kind, stanza, enqueuedAt, status, show jstr
-	payload                                                                              []byte
-	payloadPlain                                                                         bool
+	target, text, typ, from, subject, thread, id, kind, stanza, enqueuedAt, status, show, replace jstr
+	payload                                                                                       []byte
+	payloadPlain                                                                                  bool
+	// receipt is the item's receipt member: true asks for a XEP-0184
+	// receipt and XEP-0333 markers. receiptSet: the member is present
+	// (true or false), so that a stanza item can refuse it.
+	receipt, receiptSet bool
 }
 
 // field returns the member of it that key names and a bit of its own, or
@@ -49,12 +53,18 @@ func (it *item) field(key string) (*jstr, uint16) {
 		return &it.status, 1 << 10
 	case "show":
 		return &it.show, 1 << 11
+	case "replace":
+		return &it.replace, 1 << 13
 	}
 	return nil, 0
 }
 
-// payloadBit marks the payload member in parseItem's set of members seen.
-const payloadBit = 1 << 12
+// payloadBit and receiptBit mark the payload and receipt members in
+// parseItem's set of members seen.
+const (
+	payloadBit = 1 << 12
+	receiptBit = 1 << 14
+)
 
 // parseItem scans body (valid UTF-8) as one JSON object into it. Member
 // names are matched exactly (case-sensitive) after unescaping; unknown
@@ -101,6 +111,27 @@ func parseItem(body []byte, it *item) *ItemError {
 				v = nil
 			}
 			it.payload = v
+			return true
+		}
+		if s.depth == 1 && string(key) == "receipt" {
+			twice(key, receiptBit)
+			s.ws()
+			start := s.i
+			if !s.value() {
+				return false
+			}
+			switch string(body[start:s.i]) {
+			case "true":
+				it.receipt, it.receiptSet = true, true
+			case "false":
+				it.receipt, it.receiptSet = false, true
+			case "null":
+				it.receipt, it.receiptSet = false, false
+			default:
+				if bad == nil {
+					bad = itemErr(ReasonBadField, "receipt must be true or false")
+				}
+			}
 			return true
 		}
 		f, bit := it.field(string(key))

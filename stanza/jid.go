@@ -2,6 +2,7 @@ package stanza
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 
 	"mellium.im/xmpp/jid"
@@ -100,13 +101,24 @@ func canonJID(s []byte) ([]byte, error) {
 	}
 	// RFC 7622 §3.2: a final dot of the domainpart is stripped before the
 	// JID is used; mellium keeps it.
-	if d := j.Domainpart(); strings.HasSuffix(d, ".") {
-		if j, err = jid.New(j.Localpart(), strings.TrimSuffix(d, "."), j.Resourcepart()); err != nil {
+	d := j.Domainpart()
+	if strings.HasSuffix(d, ".") {
+		d = strings.TrimSuffix(d, ".")
+		if j, err = jid.New(j.Localpart(), d, j.Resourcepart()); err != nil {
 			return nil, err
 		}
 	}
+	// Labels of a domain name are never empty (RFC 5890): mellium takes
+	// ".a", "a..b" and "a.." (which no server routes, and which do not
+	// survive a second parse unchanged).
+	if d == "" || d[0] == '.' || strings.HasSuffix(d, ".") || strings.Contains(d, "..") {
+		return nil, errEmptyLabel
+	}
 	return []byte(j.String()), nil
 }
+
+// errEmptyLabel refuses a domainpart with an empty label.
+var errEmptyLabel = errors.New("the domainpart has an empty label")
 
 // splitJID splits a syntactically valid JID into its parts.
 func splitJID(s []byte) (local, domain, res []byte) {

@@ -13,7 +13,14 @@ func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info In
 	if err != nil {
 		return nil, info, err
 	}
+	if h.replace != nil && string(h.replace) == id {
+		return nil, info, itemErr(ReasonBadField, "replace names the correction's own id: a correction needs an id of its own")
+	}
 	info.ID = id
+	if it.receipt {
+		info.Receipt = true
+		info.To = string(h.to)
+	}
 	return appendMessage(dst, it, &h, id), info, nil
 }
 
@@ -21,6 +28,7 @@ func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info In
 type messageHead struct {
 	from, to []byte // canonical JIDs; from nil for none
 	typ      string
+	replace  []byte // the id a correction replaces; nil for none
 }
 
 // checkMessageItem checks every member of a message item, in a fixed order
@@ -48,6 +56,14 @@ func (e *Encoder) checkMessageItem(it *item, h *messageHead) *ItemError {
 	}
 	if err := e.checkMessageContent(it); err != nil {
 		return err
+	}
+	if it.replace.set {
+		if h.replace, err = decodeShort(it.replace, "replace", maxIDBytes); err != nil {
+			return err
+		}
+		if len(h.replace) == 0 {
+			return itemErr(ReasonBadField, "replace is empty: it names the id of the message to correct")
+		}
 	}
 	return nil
 }
@@ -103,7 +119,23 @@ func (e *Encoder) checkMessageContent(it *item) *ItemError {
 	return nil
 }
 
-// appendMessage writes the <message/> of a checked message item.
+// Namespaces of the delivery extensions an outbound message may carry.
+const (
+	nsReceipts = "urn:xmpp:receipts"              // XEP-0184
+	nsMarkers  = "urn:xmpp:chat-markers:0"        // XEP-0333
+	nsCorrect  = "urn:xmpp:message-correct:0"     // XEP-0308
+	nsSID      = "urn:xmpp:sid:0"                 // XEP-0359
+	nsOMEMO1   = "eu.siacs.conversations.axolotl" // XEP-0384 before 0.4 (Conversations, Dino, Gajim, Monal)
+	nsOMEMO2   = "urn:xmpp:omemo:2"               // XEP-0384 0.4 and later
+	nsOX       = "urn:xmpp:openpgp:0"             // XEP-0373 OpenPGP for XMPP
+	nsPGPOld   = "jabber:x:encrypted"             // XEP-0027 (legacy OpenPGP)
+)
+
+// appendMessage writes the <message/> of a checked message item. After the
+// content come, in this order: a XEP-0184 receipt request (not in
+// groupchat, where XEP-0184 advises against it) and XEP-0333 markable when
+// the item asks for a receipt, a XEP-0308 replace, and always a XEP-0359
+// origin-id equal to the stanza id.
 func appendMessage(dst []byte, it *item, h *messageHead, id string) []byte {
 	dst = append(dst, "<message"...)
 	if h.from != nil {
@@ -137,5 +169,22 @@ func appendMessage(dst []byte, it *item, h *messageHead, id string) []byte {
 		}
 		dst = append(dst, "</json>"...)
 	}
-	return append(dst, "</message>"...)
+	if it.receipt {
+		if h.typ != "groupchat" {
+			dst = append(dst, "<request xmlns='"+nsReceipts+"'/>"...)
+		}
+		dst = append(dst, "<markable xmlns='"+nsMarkers+"'/>"...)
+	}
+	if h.replace != nil {
+		dst = appendAttr(append(dst, "<replace xmlns='"+nsCorrect+"'"...), " id='", h.replace)
+		dst = append(dst, "/>"...)
+	}
+	return appendOriginID(dst, id)
+}
+
+// appendOriginID ends a message: its XEP-0359 origin-id, equal to the
+// stanza id, and the end tag.
+func appendOriginID(dst []byte, id string) []byte {
+	dst = appendAttr(append(dst, "<origin-id xmlns='"+nsSID+"'"...), " id='", id)
+	return append(dst, "/></message>"...)
 }

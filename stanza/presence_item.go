@@ -27,8 +27,8 @@ type presenceHead struct {
 // order (which decides the error reported for an item with several
 // faults), and fills in h, the stanza's attributes other than the id.
 func (e *Encoder) checkPresenceItem(it *item, h *presenceHead) *ItemError {
-	if it.text.set || it.payload != nil || it.subject.set || it.thread.set {
-		return itemErr(ReasonBadField, "text, payload, subject and thread belong to message items")
+	if it.text.set || it.payload != nil || it.subject.set || it.thread.set || it.replace.set || it.receiptSet {
+		return itemErr(ReasonBadField, "text, payload, subject, thread, receipt and replace belong to message items")
 	}
 	var err *ItemError
 	if h.typ, err = presenceType(it.typ); err != nil {

@@ -121,6 +121,7 @@ type rawWriter struct {
 	haveRoot bool
 	inBody   bool // inside the stanza's <body>
 	bodyLen  int  // bytes of character data in <body>
+	originID bool // the message has a XEP-0359 origin-id of its own
 }
 
 // token checks and writes one token of the input.
@@ -183,6 +184,14 @@ func (w *rawWriter) endElement(name xml.Name) *ItemError {
 	}
 	w.stack = w.stack[:len(w.stack)-1]
 	w.scope.decls = w.scope.decls[:top.decls]
+	if len(w.stack) == 0 && w.info.Kind == "message" && !w.originID {
+		// Every message carries an origin-id equal to its stanza id
+		// (XEP-0359), unless the worker wrote one.
+		w.closeStartTag()
+		w.dst = appendOriginID(w.dst, w.info.ID)
+		w.done = true
+		return nil
+	}
 	if w.open {
 		w.dst = append(w.dst, "/>"...)
 		w.open = false
@@ -224,6 +233,9 @@ func (w *rawWriter) startElement(t *xml.StartElement) *ItemError {
 	}
 	w.stack = append(w.stack, rawElem{name: t.Name, ns: ns, decls: mark})
 	w.inBody = len(w.stack) == 2 && t.Name.Local == "body" && ns == w.scope.streamNS
+	if len(w.stack) == 2 && t.Name.Local == "origin-id" && ns == nsSID {
+		w.originID = true
+	}
 
 	w.dst = append(w.dst, '<')
 	w.dst = append(w.dst, t.Name.Local...)

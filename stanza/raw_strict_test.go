@@ -114,16 +114,22 @@ func manyAttrs(n int) string {
 func TestRawNamespaceGood(t *testing.T) {
 	tests := []struct{ stanza, want string }{
 		0: {`<message to='a@b' id='i'><x xmlns:p='urn:a' p:z='1' z='2' xml:lang='en'/></message>`,
-			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns:a0='urn:a' a0:z='1' z='2' xml:lang='en'/></message>`},
+			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns:a0='urn:a' a0:z='1' z='2' xml:lang='en'/><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`},
 		1: {`<message to='a@b' id='i'><x xmlns:p='urn:a' xmlns:q='urn:b' p:z='1' q:z='2'/></message>`,
-			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns:a0='urn:a' a0:z='1' xmlns:a1='urn:b' a1:z='2'/></message>`},
+			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns:a0='urn:a' a0:z='1' xmlns:a1='urn:b' a1:z='2'/><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`},
 		2: {`<message to='a@b' id='i'><p:x xmlns:p='urn:a' xmlns='urn:b'><y/></p:x></message>`,
-			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns='urn:a'><y xmlns='urn:b'/></x></message>`},
-		3: {`<message xmlns='' to='a@b' id='i'/>`, `<message from='notices@gw.example.org' to='a@b' id='i'/>`},
+			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns='urn:a'><y xmlns='urn:b'/></x><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`},
+		3: {`<message xmlns='' to='a@b' id='i'/>`, `<message from='notices@gw.example.org' to='a@b' id='i'><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`},
 		4: {`<message to='a@b' id='i'><_x.y-z1 a_b.c-d='v'/></message>`,
-			`<message from='notices@gw.example.org' to='a@b' id='i'><_x.y-z1 a_b.c-d='v'/></message>`},
+			`<message from='notices@gw.example.org' to='a@b' id='i'><_x.y-z1 a_b.c-d='v'/><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`},
 		5: {`<message to='a@b' id='i'><body>a&#10;b &#x1F600; &lt;&amp;&gt;&quot;&apos; ]]&gt;</body></message>`,
-			"<message from='notices@gw.example.org' to='a@b' id='i'><body>a\nb 😀 &lt;&amp;&gt;\"' ]]&gt;</body></message>"},
+			"<message from='notices@gw.example.org' to='a@b' id='i'><body>a\nb 😀 &lt;&amp;&gt;\"' ]]&gt;</body><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>"},
+		// the worker's own origin-id is kept, and no second one added
+		6: {`<message to='a@b' id='i'><origin-id xmlns='urn:xmpp:sid:0' id='o'/><body>x</body></message>`,
+			`<message from='notices@gw.example.org' to='a@b' id='i'><origin-id xmlns='urn:xmpp:sid:0' id='o'/><body>x</body></message>`},
+		// an origin-id deeper down is not the message's
+		7: {`<message to='a@b' id='i'><x xmlns='urn:x'><origin-id xmlns='urn:xmpp:sid:0' id='o'/></x></message>`,
+			`<message from='notices@gw.example.org' to='a@b' id='i'><x xmlns='urn:x'><origin-id xmlns='urn:xmpp:sid:0' id='o'/></x><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`},
 	}
 	e := newEnc(t, ModeComponent)
 	for i, tc := range tests {

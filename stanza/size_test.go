@@ -55,7 +55,7 @@ func TestMaxStanzaBytes(t *testing.T) {
 // written for the item, not what dst held before.
 func TestMaxStanzaBytesExact(t *testing.T) {
 	body := []byte(`{"target":"a@example.org","text":"&&&&","id":"i"}`)
-	want := `<message from='n@gw.example.org' to='a@example.org' type='chat' id='i'><body>&amp;&amp;&amp;&amp;</body></message>`
+	want := `<message from='n@gw.example.org' to='a@example.org' type='chat' id='i'><body>&amp;&amp;&amp;&amp;</body><origin-id xmlns='urn:xmpp:sid:0' id='i'/></message>`
 	for _, max := range []int{len(want) - 1, len(want), len(want) + 1} {
 		e, err := NewEncoder(Options{Domain: "gw.example.org", DefaultFrom: "n", MaxStanzaBytes: max})
 		if err != nil {

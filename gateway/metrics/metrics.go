@@ -29,6 +29,10 @@ type Metrics struct {
 	Presence         *prometheus.CounterVec // type of presence stanza received (PresenceTypeLabel)
 	ContactsOnline   prometheus.Gauge
 
+	Receipts            *prometheus.CounterVec // status: received, displayed, acknowledged
+	ReceiptsUnsolicited prometheus.Counter     // receipts for ids we did not send, or from strangers
+	ReceiptsSent        prometheus.Counter     // XEP-0184 receipts sent for confirmed inbound messages
+
 	PresenceDropped     prometheus.Counter     // presence work dropped: the worker was behind
 	PresenceSubscribers prometheus.Gauge       // subscribers in the store
 	PresenceLimited     *prometheus.CounterVec // limit: PresenceLimitLabels
@@ -112,6 +116,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "xmppgw_contacts_online",
 			Help: "Contacts currently known to be available.",
 		}),
+		Receipts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "xmppgw_receipts_total",
+			Help: "Receipts (XEP-0184) and chat markers (XEP-0333) received for messages sent with receipt: true, by status.",
+		}, []string{"status"}),
+		ReceiptsUnsolicited: f.NewCounter(prometheus.CounterOpts{
+			Name: "xmppgw_receipts_unsolicited_total",
+			Help: "Receipts and markers ignored: for an id the gateway did not send with a receipt request (or no longer remembers), or from a JID it did not send it to.",
+		}),
+		ReceiptsSent: f.NewCounter(prometheus.CounterOpts{
+			Name: "xmppgw_inbound_receipts_sent_total",
+			Help: "XEP-0184 receipts sent for inbound messages that asked for one, each after the broker confirmed the message's event.",
+		}),
 		PresenceDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "xmppgw_presence_dropped_total",
 			Help: "Presence stanzas dropped because the presence worker was behind.",
@@ -134,6 +150,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, l := range PresenceLimitLabels {
 		m.PresenceLimited.WithLabelValues(l)
 	}
+	for _, l := range ReceiptStatusLabels {
+		m.Receipts.WithLabelValues(l)
+	}
 	return m
 }
 
@@ -148,6 +167,9 @@ const (
 	ResultSent         = "sent"
 	ResultDeadLettered = "dead_lettered"
 )
+
+// ReceiptStatusLabels are the values of the status label of Receipts.
+var ReceiptStatusLabels = []string{"received", "displayed", "acknowledged"}
 
 // PresenceLimitLabels are the values of the limit label of PresenceLimited.
 var PresenceLimitLabels = []string{"contacts", "resources", "entries", "roster",

@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"xmppgw/gateway/internal/testkit"
+	"xmppgw/queue"
+	"xmppgw/stanza"
+)
+
+func TestReceiptBook(t *testing.T) {
+	b := newReceiptBook(3)
+	b.add("m1", "alice@example.org")
+	b.add("m2", "room@conference.example.org")
+	for i, tc := range []struct {
+		id, from string
+		want     bool
+	}{
+		0: {"m1", "alice@example.org/phone", true},
+		1: {"m1", "alice@example.org", true},
+		2: {"m1", "Alice@Example.ORG/Phone", true}, // case-folded
+		3: {"m1", "mallory@example.org/x", false},  // a stranger
+		4: {"m1", "alice@example.org.evil/x", false},
+		5: {"m3", "alice@example.org/phone", false},        // never sent
+		6: {"m2", "room@conference.example.org/bob", true}, // an occupant's marker
+		7: {"M1", "alice@example.org", false},              // ids are exact
+	} {
+		if got := b.match(tc.id, tc.from); got != tc.want {
+			t.Errorf("%d: match(%q, %q) = %v", i, tc.id, tc.from, got)
+		}
+	}
+	// A redelivery (same id) takes no second place: m1 is still the oldest.
+	b.add("m1", "alice@example.org")
+	b.add("m3", "carol@example.org")
+	if !b.match("m1", "alice@example.org") || len(b.ring) != 3 {
+		t.Fatalf("redelivery took a place: ring %d", len(b.ring))
+	}
+	// Full: the oldest is forgotten first.
+	b.add("m4", "dave@example.org")
+	if b.match("m1", "alice@example.org") || !b.match("m2", "room@conference.example.org") || !b.match("m4", "dave@example.org") {
+		t.Fatal("eviction is not oldest first")
+	}
+	if len(b.m) != 3 || len(b.ring) != 3 {
+		t.Fatalf("book holds %d entries, ring %d, bound 3", len(b.m), len(b.ring))
+	}
+}
+
+// TestReceiptBookBounded: the memory held does not depend on the lengths
+// of ids and JIDs, and stays at the bound under any number of items.
+func TestReceiptBookBounded(t *testing.T) {
+	b := newReceiptBook(1000)
+	long := string(make([]byte, 4096))
+	for i := range 10_000 {
+		b.add(fmt.Sprint(i, long), long)
+	}
+	if len(b.m) != 1000 || len(b.ring) != 1000 {
+		t.Fatalf("book holds %d entries, ring %d, bound 1000", len(b.m), len(b.ring))
+	}
+}
+
+// TestReceiptEvents: a receipt becomes an event only for a message sent
+// with receipt: true, from its recipient; others are counted and dropped.
+func TestReceiptEvents(t *testing.T) {
+	g := newTestGateway(t, "")
+	pub := &fakeEvents{auto: true}
+	usePublisher(g, func() eventPublisher { return pub })
+	g.receipts.add("ours", "alice@example.org")
+	r := reader{g}
+	for _, ev := range []stanza.Event{
+		{Kind: "receipt", ID: "ours", From: "alice@example.org/phone", Status: "received"},
+		{Kind: "receipt", ID: "ours", From: "alice@example.org/laptop", Status: "displayed"},
+		{Kind: "receipt", ID: "ours", From: "mallory@example.org/x", Status: "displayed"},
+		{Kind: "receipt", ID: "never-sent", From: "alice@example.org/phone", Status: "received"},
+	} {
+		r.Message(nil, &ev)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // drain what is buffered and return
+	if err := g.in.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := pub.count(); n != 2 {
+		t.Fatalf("%d receipt events published, want 2", n)
+	}
+	for i, want := range []string{"received", "displayed"} {
+		if got := testutil.ToFloat64(g.metrics.Receipts.WithLabelValues(want)); got != 1 {
+			t.Errorf("receipts{status=%s} = %v", want, got)
+		}
+		if body := string(pub.published[i].Body); pub.published[i].Type != "receipt" || !strings.Contains(body, `"status":"`+want+`"`) {
+			t.Errorf("event %d: type %q body %s", i, pub.published[i].Type, body)
+		}
+	}
+	if got := testutil.ToFloat64(g.metrics.ReceiptsUnsolicited); got != 2 {
+		t.Errorf("unsolicited = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(g.metrics.InboundEvents.WithLabelValues("receipt", routeDefault)); got != 2 {
+		t.Errorf("receipt events confirmed = %v", got)
+	}
+}
+
+// TestInboundReceiptOnlyAfterConfirm: a message asking for a receipt is
+// answered only once its event is confirmed: a nacked event gets its
+// refusal, never a receipt. (The bytes on a real stream are checked by the
+// integration tests; here no session exists, so nothing may be counted as
+// sent either.)
+func TestInboundReceiptOnlyAfterConfirm(t *testing.T) {
+	g := newTestGateway(t, "")
+	pub := &fakeEvents{}
+	usePublisher(g, func() eventPublisher { return pub })
+	g.in.offer(nil, &stanza.Event{Kind: "message", ID: "a", From: "alice@example.org/p", Text: "x", WantsReceipt: true})
+	g.in.offer(nil, &stanza.Event{Kind: "message", ID: "b", From: "alice@example.org/p", Text: "y", WantsReceipt: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.in.run(ctx) }()
+	testkit.Eventually(t, "both published", func() bool { return pub.count() == 2 })
+	pub.mu.Lock()
+	pub.confirms[0].resolve(nil)
+	pub.confirms[1].resolve(queue.ErrNacked)
+	pub.mu.Unlock()
+	testkit.Eventually(t, "both settled", func() bool {
+		return testutil.ToFloat64(g.metrics.InboundEvents.WithLabelValues("message", routeDefault)) == 1 &&
+			testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("nacked")) == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(g.metrics.ReceiptsSent); got != 0 {
+		t.Fatalf("receipts sent without a session: %v", got)
+	}
+}
