@@ -100,6 +100,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		Config:   g.Config,
 		Links:    g.links,
 		Presence: g.pres,
+		Logger:   g.log.With("component", "http"),
 	})
 	if cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)

@@ -87,6 +87,10 @@ type PresenceConfig struct {
 // HTTPConfig is the HTTP listener for metrics, health and the status page.
 type HTTPConfig struct {
 	Listen string `mapstructure:"listen"`
+	// WebConfig is the path of a Prometheus exporter-toolkit web
+	// configuration file (TLS and basic auth of every endpoint); "" serves
+	// plain HTTP without authentication.
+	WebConfig string `mapstructure:"web_config"`
 }
 
 // LogConfig is the log section.

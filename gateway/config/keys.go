@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"reflect"
 	"strings"
 	"time"
 
+	"github.com/prometheus/exporter-toolkit/web"
 	"mellium.im/xmpp/jid"
 
 	"xmppgw/queue"
@@ -86,6 +88,10 @@ var keys = []key{
 	{name: "presence.store", def: "./data/xmppgw.db", mode: stanza.ModeComponent, required: true},
 
 	{name: "http.listen", def: "127.0.0.1:9465", optional: true, check: hostPort}, // "" disables
+	// Which file is read at start only (the listener is made then); the
+	// exporter-toolkit re-reads the file itself on every request and TLS
+	// handshake, so a changed password or certificate applies at once.
+	{name: "http.web_config", def: "", optional: true, check: webConfigFile}, // "" is plain HTTP, no auth
 
 	{name: "log.level", def: "info", live: true, check: oneOf("debug", "info", "warn", "error")},
 	{name: "log.format", def: "text", check: oneOf("text", "json")},
@@ -249,6 +255,28 @@ func fileExists(v reflect.Value) error {
 		return err
 	}
 	return nil
+}
+
+// webConfigFile checks http.web_config as exporter-toolkit reads it when it
+// serves: the YAML (strictly: an unknown field is an error), the bcrypt
+// hashes of basic_auth_users, and the certificate and key files of
+// tls_server_config. The toolkit's messages quote at most a few characters
+// of a value, never a password (the file holds only hashes).
+func webConfigFile(v reflect.Value) error {
+	path := str(v)
+	err := web.Validate(path)
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		err = pe.Err // the path is said once, below
+	}
+	hint := ""
+	if strings.HasPrefix(err.Error(), "crypto/bcrypt") {
+		hint = " (basic_auth_users holds bcrypt hashes of the passwords, not the passwords)"
+	}
+	return fmt.Errorf("web configuration file %s: %w%s", path, err, hint)
 }
 
 // amqpURL checks amqp.url with queue.CheckURL, whose errors quote no part of

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"mellium.im/xmpp/jid"
 
 	"xmppgw/gateway/config"
@@ -41,6 +43,8 @@ type Options struct {
 	// gateway's one notion of readiness (/readyz, the status page).
 	Links    func() (xmpp, amqp bool)
 	Presence Presence
+	// Logger receives the server's few log lines; nil discards them.
+	Logger *slog.Logger
 }
 
 // Server is the HTTP side of the gateway: /metrics, /healthz, /readyz,
@@ -52,10 +56,22 @@ type Server struct {
 
 // New returns a server; Serve serves it, RecordHistory feeds its status
 // page.
-func New(o Options) *Server { return &Server{opt: o} }
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opt: o}
+}
 
-// Handler serves the gateway's HTTP endpoints.
-func (srv *Server) Handler() http.Handler {
+// Handler serves the gateway's HTTP endpoints as on a listener that is not
+// loopback: /v1/presence only if http.web_config authenticates clients
+// (webconfig.go). Serve applies http.web_config (TLS, basic auth) around
+// it.
+func (srv *Server) Handler() http.Handler { return srv.handler(false) }
+
+// handler serves the endpoints; loopback says whether the listener is
+// reachable only from this host.
+func (srv *Server) handler(loopback bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(srv.opt.Registry, promhttp.HandlerOpts{Registry: srv.opt.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -70,7 +86,7 @@ func (srv *Server) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("xmpp " + upDown(xmpp) + "\namqp " + upDown(amqp) + "\n"))
 	})
-	srv.routesPresence(mux)
+	srv.routesPresence(mux, srv.presenceGate(loopback))
 	srv.routesStatus(mux)
 	return mux
 }
@@ -82,18 +98,28 @@ func upDown(up bool) string {
 	return "down"
 }
 
-// Serve serves on ln until ctx is done, then shuts down (bounded).
-// Timeouts and a cap on connections bound what clients can hold
-// (limits.go).
+// Serve serves on ln until ctx is done, then shuts down (bounded). Every
+// endpoint goes through exporter-toolkit's web.Serve with http.web_config
+// (TLS, basic auth; plain HTTP when it is empty). Timeouts and a cap on
+// connections bound what clients can hold (limits.go).
 func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return srv.serveWith(ctx, newConnLimiter(ln, defaultHTTPLimits.maxConns), defaultHTTPLimits)
 }
 
 func (srv *Server) serveWith(ctx context.Context, ln *connLimiter, lim httpLimits) error {
-	hs := newHTTPServer(srv.Handler(), lim)
+	webConfig := srv.opt.Config().HTTP.WebConfig
+	loopback := isLoopback(ln.Addr())
+	hs := newHTTPServer(srv.handler(loopback), lim)
 	hs.ConnState = ln.track
+	if !loopback {
+		if err := srv.presenceGate(false)(); err != nil {
+			srv.opt.Logger.Warn("/v1/presence is refused on this listener", "addr", ln.Addr().String(), "why", err.Error())
+		}
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		errc <- web.Serve(ln, hs, &web.FlagConfig{WebConfigFile: &webConfig}, srv.opt.Logger)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -113,9 +139,16 @@ func (srv *Server) serveWith(ctx context.Context, ln *connLimiter, lim httpLimit
 // is subscribed to). An unknown JID answers online:false like a known one
 // that is offline, so the endpoint does not tell who is a contact; the
 // answer is not cached, and nothing about the JID reaches the metrics.
-func (srv *Server) routesPresence(mux *http.ServeMux) {
+//
+// gate says whether the endpoint may answer at all (presenceGate): when it
+// refuses, the answer is 403 with the reason, and the JID is not looked at.
+func (srv *Server) routesPresence(mux *http.ServeMux, gate func() error) {
 	mux.HandleFunc("GET /v1/presence/{jid}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		if err := gate(); err != nil {
+			http.Error(w, "/v1/presence is refused: "+err.Error(), http.StatusForbidden)
+			return
+		}
 		j, err := jid.Parse(r.PathValue("jid"))
 		if err != nil || j.Localpart() == "" && j.Domainpart() == "" {
 			http.Error(w, "invalid JID", http.StatusBadRequest)

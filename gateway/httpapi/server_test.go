@@ -32,7 +32,7 @@ func TestPresenceEndpoint(t *testing.T) {
 	api := testServer(t, minimal, "", fakePresence{tAlice: {JID: tAlice, Online: true,
 		Resources: []presence.Resource{{Resource: "phone", Show: "dnd", Status: "busy"}}}})
 	mux := http.NewServeMux()
-	api.routesPresence(mux)
+	api.routesPresence(mux, func() error { return nil })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	get := func(path string) (int, string) {
