@@ -3,6 +3,9 @@
 //	xmppgw run -c FILE           run until SIGINT/SIGTERM; SIGHUP reloads
 //	xmppgw check-config [-q] -c FILE  validate and print the effective config (secrets redacted)
 //	xmppgw send -c FILE --target JID --text TEXT [--payload JSON] [--type T]
+//	xmppgw send -c FILE --stdin       one item per line (JSON lines), pipelined with confirms
+//	xmppgw dead -c FILE               list the dead-letter queue grouped by reason
+//	xmppgw dead requeue -c FILE (--reason R | --id ID | --all)
 //	xmppgw version
 //
 // Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags or config.
@@ -28,7 +31,7 @@ const (
 	exitUsage   = 2
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 const usage = `usage: xmppgw <command> [flags]
 
@@ -38,10 +41,16 @@ commands:
                          validate the config and print it with secrets redacted (-q: print only errors)
   send -c FILE --target JID --text TEXT [--payload JSON] [--type T]
                          publish one item to the outbound queue and wait for the broker's confirm
+  send -c FILE --stdin [--window N] [--no-check]
+                         publish the items read from standard input, one JSON object per line, with confirms
+  dead -c FILE [--reason R]... [--id ID]... [--items] [--max N]
+                         list the dead-letter queue grouped by reason (count, one sample each); removes nothing
+  dead requeue -c FILE (--reason R... | --id ID... | --all) [--max N] [--dry-run]
+                         move items back to the out queue, each acked in the dead-letter queue after its copy is confirmed
   version                print version and build info
 `
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -53,7 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check-config":
 		return cmdCheckConfig(args, stdout, stderr)
 	case "send":
-		return cmdSend(args, stdout, stderr)
+		return cmdSend(args, stdin, stdout, stderr)
+	case "dead":
+		return cmdDead(args, stdout, stderr)
 	case "version", "--version", "-v":
 		return cmdVersion(stdout)
 	case "help", "-h", "--help":

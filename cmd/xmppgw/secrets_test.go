@@ -162,7 +162,7 @@ func TestRunRetriesNeverPrintSecrets(t *testing.T) {
 		}
 		var stderr syncBuffer
 		done := make(chan int, 1)
-		go func() { done <- run([]string{"run", "-c", path}, &stderr, &stderr) }()
+		go func() { done <- run([]string{"run", "-c", path}, nil, &stderr, &stderr) }()
 		code := -1
 		deadline := time.Now().Add(15 * time.Second)
 	wait:

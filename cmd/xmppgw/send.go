@@ -22,8 +22,11 @@ type sendItem struct {
 	EnqueuedAt string          `json:"enqueued_at"`
 }
 
-func cmdSend(args []string, stdout, stderr io.Writer) int {
+func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs, cfgPath := newFlags("send", stderr)
+	bulk := fs.Bool("stdin", false, "read items from standard input, one JSON object per line (JSON lines)")
+	window := fs.Int("window", 256, "with --stdin: publishes waiting for the broker's confirm at most")
+	noCheck := fs.Bool("no-check", false, "with --stdin: publish every non-empty line as it is, without the gateway's checks")
 	target := fs.String("target", "", "recipient JID (required)")
 	text := fs.String("text", "", "message text")
 	payload := fs.String("payload", "", "JSON payload (XEP-0335)")
@@ -31,6 +34,22 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the broker")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *bulk {
+		if *target != "" || *text != "" || *payload != "" || *typ != "" {
+			fmt.Fprintln(stderr, "xmppgw send: --stdin reads whole items: --target, --text, --payload and --type do not apply")
+			return exitUsage
+		}
+		if *window < 1 || *window > 65535 {
+			fmt.Fprintln(stderr, "xmppgw send: --window must be in 1..65535")
+			return exitUsage
+		}
+		cfg, err := gateway.LoadConfig(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "xmppgw: %v\n", err)
+			return exitUsage
+		}
+		return sendBulk(cfg, bulkOptions{in: stdin, window: *window, check: !*noCheck, timeout: *timeout}, stdout, stderr)
 	}
 	if *target == "" || (*text == "" && *payload == "") {
 		fmt.Fprintln(stderr, "xmppgw send: --target and one of --text or --payload are required")
