@@ -61,6 +61,7 @@ func TestInvalidDocumentsAreRejected(t *testing.T) {
 		{true, `{"kind":"subscription","id":"a","from":"b@example.org","to":"n@gw.example.org","type":"subscribed",` + at + `}`, "/type: value must be one of"},
 		{true, `{"kind":"receipt","id":"a","from":"b@example.org/r","status":"read",` + at + `}`, "/status: value must be one of"},
 		{true, `{"kind":"receipt","id":"a","status":"received",` + at + `}`, "missing property 'from'"},
+		{true, `{"kind":"receipt","id":"a","from":"b@example.org/r","type":"error","status":"received",` + at + `}`, "/type: value must be one of"},
 		{true, `{"kind":"receipt","id":"a","from":"b@example.org/r","status":"received","text":"x",` + at + `}`, "additional properties 'text' not allowed"},
 	} {
 		validate := ValidateItem
@@ -104,6 +105,7 @@ func TestValidDocumentsAreAccepted(t *testing.T) {
 		{true, `{"kind":"presence","id":"a","from":"b@example.org/r","to":"n@gw.example.org","type":"available","show":"away","status":"lunch",` + at + `}`},
 		{true, `{"kind":"subscription","id":"a","from":"b@example.org","to":"n@gw.example.org","type":"unsubscribe",` + at + `}`},
 		{true, `{"kind":"receipt","id":"a","from":"b@example.org/r","to":"n@gw.example.org","status":"acknowledged",` + at + `}`},
+		{true, `{"kind":"receipt","id":"a","from":"b@example.org/r","to":"n@gw.example.org","type":"chat","status":"received",` + at + `}`},
 	} {
 		validate := ValidateItem
 		if tc.event {
