@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,11 @@ type bulk struct {
 	scratch []byte
 
 	progressOn atomic.Bool // a progress line is drawn on the terminal
+	errors     int         // lines written by errorf; guarded by errMu
 }
+
+// maxErrorLines bounds the errors reported line by line.
+const maxErrorLines = 1000
 
 type pendingLine struct {
 	line int
@@ -191,9 +196,9 @@ func (b *bulk) publish(ctx context.Context, lineNo int, line []byte) error {
 	return nil
 }
 
-// settle counts the resolved confirms at the front. A connection lost ends
-// the run (every later publish would fail too); a nack or return is that
-// line's failure only.
+// settle counts the resolved confirms at the front. A connection lost or a
+// return (no such queue) ends the run: every later publish would fail too.
+// A nack is that line's failure only.
 func (b *bulk) settle(final bool) error {
 	for len(b.pending) > 0 && b.pending[0].c.Resolved() {
 		pl := b.pending[0]
@@ -201,7 +206,8 @@ func (b *bulk) settle(final bool) error {
 		if err := pl.c.Err(); err != nil {
 			b.n.failed.Add(1)
 			b.errorf("line %d: not queued: %v", pl.line, err)
-			if errors.Is(err, queue.ErrClosed) && !final {
+			// A return means the queue does not exist: so for every line.
+			if (errors.Is(err, queue.ErrClosed) || errors.Is(err, queue.ErrReturned)) && !final {
 				return err
 			}
 			continue
@@ -263,6 +269,15 @@ func (b *bulk) errorf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	b.errMu.Lock()
 	defer b.errMu.Unlock()
+	if !strings.HasPrefix(format, "stopped") {
+		b.errors++
+		if b.errors > maxErrorLines {
+			if b.errors > maxErrorLines+1 {
+				return
+			}
+			msg = fmt.Sprintf("more than %d errors: the others are counted, not shown", maxErrorLines)
+		}
+	}
 	if b.progressOn.Load() {
 		fmt.Fprint(b.stderr, eraseLine)
 	}

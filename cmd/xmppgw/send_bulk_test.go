@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -98,11 +99,12 @@ func TestSendStdinBulk(t *testing.T) {
 		t.Fatalf("--no-check queued %v", d)
 	}
 
-	// The queue does not exist: every line is returned, exit 1.
+	// The queue does not exist: the first return stops the run (every
+	// line would be returned), at the latest when the window is full.
 	missing := deadConfig(t, out+"-missing", out+".dead")
-	code, stdout, stderr = runIn(strings.NewReader(bad), "send", "-c", missing, "--stdin")
-	if code != exitFailure || !strings.Contains(stdout, "queued 0 items") || !strings.Contains(stderr, "line 9: not queued") ||
-		!strings.Contains(stderr, "NO_ROUTE") {
+	code, stdout, stderr = runIn(strings.NewReader(in.String()), "send", "-c", missing, "--stdin", "--window", "10")
+	if code != exitFailure || !strings.Contains(stdout, "queued 0 items") || !strings.Contains(stderr, "line 1: not queued") ||
+		!strings.Contains(stderr, "NO_ROUTE") || !regexp.MustCompile(`stopped after line (\d|1[01]):.* the lines after it were not read`).MatchString(stderr) {
 		t.Fatalf("missing queue: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
