@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"xmppgw/schema"
 )
 
 // DefaultAMQPURL is the broker of the test machine.
@@ -249,7 +252,8 @@ func Consume(t testing.TB, queue string) <-chan amqp.Delivery {
 }
 
 // Get fetches up to n messages from the queue (basic.get, acknowledged),
-// polling until it has n or timeout passes, and returns what it got.
+// polling until it has n or timeout passes, and returns what it got. Every
+// event among them is checked against the schemas (checkEvent).
 func Get(t testing.TB, queue string, n int, timeout time.Duration) []amqp.Delivery {
 	t.Helper()
 	ch, err := AMQPConn(t).Channel()
@@ -265,6 +269,7 @@ func Get(t testing.TB, queue string, n int, timeout time.Duration) []amqp.Delive
 			t.Fatalf("harness: get from %s: %v", queue, err)
 		}
 		if ok {
+			checkEvent(t, queue, d)
 			out = append(out, d)
 			continue
 		}
@@ -274,6 +279,28 @@ func Get(t testing.TB, queue string, n int, timeout time.Duration) []amqp.Delive
 		time.Sleep(20 * time.Millisecond)
 	}
 	return out
+}
+
+// checkEvent fails the test unless an event the gateway published (AMQP
+// type = one of the event kinds, content type application/json) matches
+// its schema (schema/events/<kind>.schema.json). Items (dead letters,
+// items read back from an out queue) are not events: they carry no such
+// type, or the dead-letter header.
+func checkEvent(t testing.TB, queue string, d amqp.Delivery) {
+	t.Helper()
+	if d.ContentType != "application/json" || !slices.Contains(schema.EventKinds, d.Type) {
+		return
+	}
+	if _, dead := d.Headers["x-xmppgw-error"]; dead {
+		return
+	}
+	if err := schema.ValidateEvent(d.Body); err != nil {
+		body := d.Body
+		if len(body) > 2048 {
+			body = body[:2048]
+		}
+		t.Errorf("harness: an event from %s does not match its schema: %v\n%s", queue, err, body)
+	}
 }
 
 // Drain is Get that fails the test unless exactly n messages arrive within
