@@ -22,9 +22,6 @@ const (
 	// outageGrace is how long buffered events wait for a broker that went
 	// down before their senders are told.
 	outageGrace = 5 * time.Second
-	// publishBlockedWait bounds one publish while the broker blocks
-	// publishers (memory or disk alarm); past it the sender is told.
-	publishBlockedWait = 5 * time.Second
 )
 
 // inBatch bounds how many buffered events (or settled confirms) the run
@@ -161,8 +158,15 @@ func (l *inLoop) publish(it *inItem, pub eventPublisher) {
 		in.refuse(it.sess, &it.ev, "broker_down")
 		return
 	}
+	ctx, cancel, late := l.publishContext(it, pub)
+	if late {
+		cancel()
+		l.release(it)
+		in.g.metrics.PublishFailures.WithLabelValues("event").Inc()
+		in.refuse(it.sess, &it.ev, "blocked")
+		return
+	}
 	l.buf = it.ev.AppendJSON(l.buf[:0])
-	ctx, cancel := context.WithTimeout(l.life, publishBlockedWait)
 	c, err := pub.PublishNotify(ctx, it.key, amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
@@ -183,6 +187,28 @@ func (l *inLoop) publish(it *inItem, pub eventPublisher) {
 		return
 	}
 	l.pending = append(l.pending, pendingEvent{c: c, it: *it, at: l.now})
+}
+
+// publishContext bounds one publish. While the broker blocks publishers
+// the wait counts from the message's arrival (inbound.blocked_wait), so
+// that the events buffered behind a block are refused together once it
+// lasts too long, not one wait after another; late reports that it is
+// already over. Otherwise a block that begins during the publish may hold
+// it for that long.
+func (l *inLoop) publishContext(it *inItem, pub eventPublisher) (ctx context.Context, cancel context.CancelFunc, late bool) {
+	wait := l.in.g.cfg.Load().Inbound.BlockedWait
+	if !pub.Blocked() {
+		// (at least a second: 0 refuses at once only a known block)
+		ctx, cancel = context.WithTimeout(l.life, max(wait, time.Second))
+		return ctx, cancel, false
+	}
+	now := time.Now() // not l.now: an earlier publish of the batch may have waited
+	deadline := it.ev.ReceivedAt.Add(wait)
+	if it.ev.ReceivedAt.IsZero() || deadline.After(now.Add(wait)) {
+		deadline = now.Add(wait) // no arrival time, or one in the future
+	}
+	ctx, cancel = context.WithDeadline(l.life, deadline)
+	return ctx, cancel, !deadline.After(now)
 }
 
 // shortString is s if it fits an AMQP short string (255 bytes), else "":

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"xmppgw/gateway/internal/testkit"
 	"xmppgw/queue"
@@ -132,5 +135,68 @@ func TestInboundReceiptOnlyAfterConfirm(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(g.metrics.ReceiptsSent); got != 0 {
 		t.Fatalf("receipts sent without a session: %v", got)
+	}
+}
+
+// blockedEvents is an eventPublisher for a broker that blocks publishers
+// until unblock: a publish waits as queue.Publisher's does.
+type blockedEvents struct {
+	fakeEvents
+	unblocked chan struct{}
+	waits     atomic.Int32 // publishes that had to wait for the block
+}
+
+func (b *blockedEvents) Blocked() bool {
+	select {
+	case <-b.unblocked:
+		return false
+	default:
+		return true
+	}
+}
+
+func (b *blockedEvents) PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (confirmation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.Blocked() {
+		b.waits.Add(1)
+		select {
+		case <-b.unblocked:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", queue.ErrBlocked, ctx.Err())
+		}
+	}
+	return b.fakeEvents.PublishNotify(ctx, key, msg, mandatory, notify)
+}
+
+// TestInboundBlockedWaitFromArrival: while the broker blocks publishers,
+// inbound.blocked_wait counts from each message's arrival: the events
+// buffered behind the block are refused together once it passes, not one
+// wait after another (50 events × the wait).
+func TestInboundBlockedWaitFromArrival(t *testing.T) {
+	g := newTestGateway(t, "inbound:\n  blocked_wait: 200ms\n")
+	pub := &blockedEvents{unblocked: make(chan struct{})}
+	usePublisher(g, func() eventPublisher { return pub })
+	at := time.Now()
+	for i := range 50 {
+		g.in.offer(nil, &stanza.Event{Kind: "message", ID: fmt.Sprint(i), Text: "x", ReceivedAt: at})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.in.run(ctx) }()
+	testkit.Eventually(t, "every buffered event refused", func() bool {
+		return testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("blocked")) == 50
+	})
+	if n := pub.waits.Load(); n != 1 {
+		t.Errorf("%d publishes waited for the block, want 1 (the others' wait had passed with it)", n)
+	}
+	// Once the block lifts, a new message goes through.
+	close(pub.unblocked)
+	g.in.offer(nil, &stanza.Event{Kind: "message", ID: "after", Text: "x", ReceivedAt: time.Now()})
+	testkit.Eventually(t, "the message after the block published", func() bool { return pub.count() == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -242,3 +242,75 @@ func TestOriginIDAcrossRedelivery(t *testing.T) {
 	waitFor(t, 30*time.Second, "the item acknowledged", func() bool { return metricValue(t, rg, `xmppgw_outbound_items_total{result="sent"}`) == 1 })
 	waitFor(t, 30*time.Second, "the out queue empty", func() bool { return harness.QueueLen(t, q.out) == 0 })
 }
+
+// TestInboundReceiptWaitsForBlockedBroker: while the broker blocks
+// publishers (a memory alarm on a private node), a message that asks for
+// a receipt is held, unanswered; once the alarm clears and the broker has
+// confirmed its event, the sender gets the receipt, and the event is in the
+// queue. (inbound.blocked_wait is long here so that the alarm, however slow
+// rabbitmqctl is on a busy machine, clears before the sender is refused.)
+func TestInboundReceiptWaitsForBlockedBroker(t *testing.T) {
+	node := harness.StartRabbitMQ(t, harness.RabbitMQOptions{Heartbeat: 4})
+	harness.UseBroker(t, node.URL)
+	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
+	alice := harness.DialClient(t, p, "alice", "alice-pass")
+	q := newQueues(t)
+	cfg := gatewayConfig(t, p, q)
+	cfg.Inbound.BlockedWait = 5 * time.Minute
+	rg := startGateway(t, cfg)
+	bot := "notices@" + p.ComponentDomain
+
+	alarm := func(on bool) {
+		t.Helper()
+		arg := []string{"set_vm_memory_high_watermark", "0.4"}
+		if on {
+			arg = []string{"set_vm_memory_high_watermark", "absolute", "1"}
+		}
+		if out, err := node.Ctl(arg...); err != nil {
+			t.Fatalf("%v: %v %s", arg, err, out)
+		}
+		waitFor(t, 60*time.Second, fmt.Sprintf("memory alarm %v", on), func() bool {
+			out, err := node.Ctl("eval", "rabbit_alarm:get_alarms().")
+			return err == nil && strings.Contains(out, "memory") == on
+		})
+	}
+	alarm(true)
+	t.Cleanup(func() { _, _ = node.Ctl("set_vm_memory_high_watermark", "0.4") })
+
+	raw := fmt.Sprintf(`<message to='%s' type='chat' id='b-1'><body>kept?</body><request xmlns='urn:xmpp:receipts'/></message>`, bot)
+	if err := alice.SendRaw(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the event held for the blocked broker", func() bool {
+		return metricValue(t, rg, "xmppgw_inbound_buffered") == 1
+	})
+	// Held: no receipt (nor error) has reached alice, the queue is empty.
+	select {
+	case m := <-alice.Messages():
+		t.Fatalf("alice got an answer while the broker blocks: %s", m.Raw)
+	default:
+	}
+	if n := harness.QueueLen(t, q.in); n != 0 {
+		t.Fatalf("%d events in the queue while the broker blocks", n)
+	}
+
+	alarm(false)
+	m := recv(t, alice, 60*time.Second)
+	if a, ok := childAttrs(t, m.Raw, "urn:xmpp:receipts", "received"); !ok || a["id"] != "b-1" || m.Type == "error" {
+		t.Fatalf("want the receipt for b-1, got %s", m.Raw)
+	}
+	if n := harness.QueueLen(t, q.in); n != 1 {
+		t.Fatalf("receipt sent with %d events in the queue, want 1", n)
+	}
+	if ev := nextOutcome(t, q.in); ev.ID != "b-1" || ev.Text != "kept?" {
+		t.Fatalf("event %+v", ev)
+	}
+	for series, want := range map[string]float64{
+		"xmppgw_inbound_receipts_sent_total":             1,
+		`xmppgw_inbound_refused_total{reason="blocked"}`: -1, // never refused: no such series
+	} {
+		if got := metricValue(t, rg, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+}

@@ -75,6 +75,10 @@ type InboundConfig struct {
 	// Routes maps a localpart of the component's domain to the queue
 	// (routing key on the default exchange) its events go to.
 	Routes map[string]string `mapstructure:"routes"`
+	// BlockedWait bounds how long an inbound message waits, from its
+	// arrival, for a broker that blocks publishers before its sender is
+	// refused (type wait).
+	BlockedWait time.Duration `mapstructure:"blocked_wait"`
 }
 
 // PresenceConfig is the presence section (the store: component mode).

@@ -42,15 +42,18 @@ func TestConfigNewKeysInvalid(t *testing.T) {
 		env  map[string]string
 		key  string
 	}{
-		0: {body: "outbound:\n  max_stanza_bytes: 4095\n", key: "outbound.max_stanza_bytes"},
-		1: {body: "outbound:\n  max_stanza_bytes: 16777217\n", key: "outbound.max_stanza_bytes"},
-		2: {body: "outbound:\n  max_stanza_bytes: -1\n", key: "outbound.max_stanza_bytes"},
-		3: {body: "amqp:\n  delivery_limit: 0\n", key: "amqp.delivery_limit"},
-		4: {body: "amqp:\n  delivery_limit: 10001\n", key: "amqp.delivery_limit"},
-		5: {env: map[string]string{"XMPPGW_AMQP_DELIVERY_LIMIT": "-5"}, key: "amqp.delivery_limit"},
-		6: {env: map[string]string{"XMPPGW_OUTBOUND_MAX_STANZA_BYTES": "12"}, key: "outbound.max_stanza_bytes"},
-		7: {env: map[string]string{"XMPPGW_OUTBOUND_MAX_STANZA_BYTES": "lots"}, key: "max_stanza_bytes"},
-		8: {body: "amqp:\n  delivery_limit: often\n", key: "delivery_limit"},
+		0:  {body: "outbound:\n  max_stanza_bytes: 4095\n", key: "outbound.max_stanza_bytes"},
+		1:  {body: "outbound:\n  max_stanza_bytes: 16777217\n", key: "outbound.max_stanza_bytes"},
+		2:  {body: "outbound:\n  max_stanza_bytes: -1\n", key: "outbound.max_stanza_bytes"},
+		3:  {body: "amqp:\n  delivery_limit: 0\n", key: "amqp.delivery_limit"},
+		4:  {body: "amqp:\n  delivery_limit: 10001\n", key: "amqp.delivery_limit"},
+		5:  {env: map[string]string{"XMPPGW_AMQP_DELIVERY_LIMIT": "-5"}, key: "amqp.delivery_limit"},
+		6:  {env: map[string]string{"XMPPGW_OUTBOUND_MAX_STANZA_BYTES": "12"}, key: "outbound.max_stanza_bytes"},
+		7:  {env: map[string]string{"XMPPGW_OUTBOUND_MAX_STANZA_BYTES": "lots"}, key: "max_stanza_bytes"},
+		8:  {body: "amqp:\n  delivery_limit: often\n", key: "delivery_limit"},
+		9:  {body: "inbound:\n  blocked_wait: -1s\n", key: "inbound.blocked_wait"},
+		10: {body: "inbound:\n  blocked_wait: 11m\n", key: "inbound.blocked_wait"},
+		11: {env: map[string]string{"XMPPGW_INBOUND_BLOCKED_WAIT": "soon"}, key: "blocked_wait"},
 	} {
 		t.Run("", func(t *testing.T) {
 			for k, v := range tc.env {
@@ -72,7 +75,7 @@ func TestConfigNewKeysInvalid(t *testing.T) {
 // always reloaded, and every key reaches Unmarshal from its variable.
 func TestKeysTable(t *testing.T) {
 	want := "amqp.delivery_limit,outbound.default_type,outbound.max_text_bytes,outbound.rate,outbound.max_stanza_bytes," +
-		"inbound.routes,presence.subscriptions,presence.status,log.level"
+		"inbound.routes,inbound.blocked_wait,presence.subscriptions,presence.status,log.level"
 	if got := strings.Join(LiveKeys(), ","); got != want {
 		t.Fatalf("live keys:\n got %s\nwant %s", got, want)
 	}

@@ -82,6 +82,10 @@ var keys = []key{
 
 	// Each route is checked in validate.go (its key names the localpart).
 	{name: "inbound.routes", def: map[string]string{}, live: true},
+	// How long an inbound message may wait for a broker that blocks
+	// publishers (memory or disk alarm), counted from its arrival; 0
+	// refuses at once while blocked.
+	{name: "inbound.blocked_wait", def: "5s", live: true, check: durationRange(0, 10*time.Minute)},
 
 	{name: "presence.subscriptions", def: "auto", live: true, check: oneOf("auto", "forward", "deny")},
 	{name: "presence.status", def: "", live: true},
@@ -206,6 +210,15 @@ func notNegative(v reflect.Value) error {
 		return fmt.Errorf("%v: must be 0 (unlimited) or positive", v.Float())
 	}
 	return nil
+}
+
+func durationRange(min, max time.Duration) func(reflect.Value) error {
+	return func(v reflect.Value) error {
+		if d := time.Duration(v.Int()); d < min || d > max {
+			return fmt.Errorf("%s: must be between %s and %s", d, min, max)
+		}
+		return nil
+	}
 }
 
 func atLeast(min time.Duration) func(reflect.Value) error {
