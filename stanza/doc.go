@@ -23,10 +23,12 @@
 //     text, so only raw U+FFFE/U+FFFF in it are refused;
 //   - enqueued_at not RFC 3339: ReasonBadField;
 //   - `stanza` with any of target, text, payload, type, from, subject, thread,
-//     kind, id, status, show: ReasonBadField; otherwise the raw stanza is
+//     kind, id, status, show, receipt, replace: ReasonBadField; otherwise the raw stanza is
 //     parsed with encoding/xml and re-encoded (see below);
 //   - kind other than message or presence, type outside its set, show
-//     outside away/chat/dnd/xa, an id over 1023 bytes: ReasonBadField;
+//     outside away/chat/dnd/xa, an id over 1023 bytes, receipt other than
+//     true/false, replace empty, over 1023 bytes or equal to the message's
+//     own id, receipt or replace on a presence: ReasonBadField;
 //   - a message without target, or without all of text, payload and
 //     subject: ReasonMissingField (target is also required for presence in
 //     component mode and for subscription presences);
@@ -52,6 +54,12 @@
 // of SHA-256 (hex) over the body and the AMQP properties that survive
 // redelivery (correlation-id, type, app-id, user-id, content-type,
 // timestamp), so a redelivered item gets the same id.
+//
+// A message ends with, in order: a XEP-0184 <request/> (not in groupchat)
+// and XEP-0333 <markable/> when receipt is true, a XEP-0308 <replace/>, and
+// always a XEP-0359 <origin-id/> equal to the stanza id (a raw message gets
+// one unless it carries its own). Info.Receipt reports a receipt request,
+// with Info.To the target as written.
 //
 // Stanzas are written without an xmlns attribute: they inherit the stream's
 // default namespace (jabber:component:accept or jabber:client). Attribute
@@ -90,5 +98,9 @@
 // # Inbound
 //
 // DecodeMessage and DecodePresence read a stanza from a token stream within
-// Limits and always to its end; Event.AppendJSON writes an event.
+// Limits and always to its end; Event.AppendJSON writes an event. A message
+// carrying a receipt or chat marker and no body is a "receipt" event; a
+// correction's event has Replace; an OMEMO or OpenPGP message has
+// Encrypted and no Text; WantsReceipt marks a message to answer with
+// AppendReceipt once its event is queued.
 package stanza
