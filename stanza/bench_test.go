@@ -104,3 +104,48 @@ func BenchmarkAppendPing(b *testing.B) {
 		dst = AppendPing(dst[:0], "gw.example.org", "example.org", "b-000123")
 	}
 }
+
+// BenchmarkInboundReceipt prints side by side what the inbound path costs
+// per message in this package without and with a XEP-0184 receipt request:
+// decode, event JSON, and for the request the receipt stanza. (The
+// gateway's own extra work for a receipt is the write, shared by the
+// receipts of a batch of confirms; the server's is routing one more stanza.)
+func BenchmarkInboundReceipt(b *testing.B) {
+	for _, tc := range []struct{ name, extra string }{
+		{"plain", ""},
+		{"receipt", `<request xmlns='urn:xmpp:receipts'/>`},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			msg := `<message from='alice@example.org/phone' to='notices@gw.example.org' type='chat' id='a1'><body>` +
+				strings.Repeat("Status update: ", 6) + `</body>` + tc.extra + `</message>`
+			doc := wrap + strings.Repeat(msg, 1000)
+			out := make([]byte, 0, 1024)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			var d *xml.Decoder
+			n := 1000
+			for b.Loop() {
+				if n == 1000 {
+					b.StopTimer()
+					d = xml.NewDecoder(strings.NewReader(doc))
+					d.Token() // stream
+					n = 0
+					b.StartTimer()
+				}
+				tok, err := d.Token()
+				if err != nil {
+					b.Fatal(err)
+				}
+				ev, err := DecodeMessage(tok.(xml.StartElement), d, Limits{})
+				if err != nil || ev.Kind != "message" || ev.WantsReceipt != (tc.extra != "") {
+					b.Fatal(err, ev.WantsReceipt)
+				}
+				out = ev.AppendJSON(out[:0])
+				if ev.WantsReceipt {
+					out = AppendReceipt(out, &ev, true)
+				}
+				n++
+			}
+		})
+	}
+}
