@@ -26,7 +26,7 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/integration')
 INTEG_PKGS = ./integration/...
 GOFILES    = $(shell find . -name '*.go' -not -path './data/*' -not -path '*/testdata/*' -not -path './bin/*')
 
-.PHONY: all run test setup vet fmt fmt-check unit integration faults build bench bench-e2e fuzz fuzz-short clean dev-prosody dev-stop
+.PHONY: all run test setup vet fmt fmt-check unit integration faults build bench bench-e2e fuzz fuzz-short clean dev-prosody dev-stop deb
 
 all: build
 
@@ -67,6 +67,33 @@ faults: setup
 ## build: one static binary (no cgo: Go's own DNS resolver)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/xmppgw ./cmd/xmppgw
+
+# The Debian package. nfpm runs as a pinned tool (go run pkg@version): its
+# own dependencies stay out of go.mod, and the Go module cache keeps the
+# build. The Debian version sorts by commit time: 0.0~git<date>.<describe>.
+NFPM_VERSION   ?= v2.45.2
+NFPM           ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+DEB_VERSION    ?= $(shell git log -1 --format='0.0~git%cd' --date=format:%Y%m%d%H%M 2>/dev/null || echo 0.0~dev).$(subst -,+,$(VERSION))
+DEB_ARCH       ?= $(shell $(GO) env GOARCH)
+DEB_MAINTAINER ?= xmppgw maintainers <root@localhost>
+DEB_BUILD      ?= $(CURDIR)/bin/deb
+DEB_OUT        ?= $(CURDIR)/bin
+DEB_FILE        = $(DEB_OUT)/xmppgw_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+## deb: bin/xmppgw_VERSION_ARCH.deb (nfpm; configs/deb/): binary, systemd unit, conffile /etc/xmppgw/xmppgw.yaml, user xmppgw
+deb: build
+	@mkdir -p $(DEB_BUILD) $(DEB_OUT)
+	@# The packaged unit: the binary in /usr/bin, the static user the
+	@# package creates instead of a dynamic one.
+	{ echo '# xmppgw.service of the xmppgw Debian package (made from configs/xmppgw.service).'; \
+	  echo '# Config: /etc/xmppgw/xmppgw.yaml; secrets: /etc/xmppgw/env (0600 root). Local changes: systemctl edit xmppgw'; \
+	  sed -e '1,/^\[Unit\]/{/^#/d}' -e 's|/usr/local/bin/xmppgw|/usr/bin/xmppgw|g' \
+	      -e 's|^DynamicUser=yes$$|User=xmppgw\nGroup=xmppgw|' configs/xmppgw.service; } > $(DEB_BUILD)/xmppgw.service
+	@grep -qx 'User=xmppgw' $(DEB_BUILD)/xmppgw.service && ! grep -q '/usr/local/bin' $(DEB_BUILD)/xmppgw.service || \
+		{ echo "deb: configs/xmppgw.service changed: adapt the unit's rewrite in the Makefile"; exit 1; }
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB_MAINTAINER='$(DEB_MAINTAINER)' DEB_BUILD='$(DEB_BUILD)' \
+		$(NFPM) package --packager deb --config configs/deb/nfpm.yaml --target $(DEB_FILE)
+	@echo $(DEB_FILE)
 
 ## bench: micro-benchmarks of the hot paths
 bench:
