@@ -101,27 +101,26 @@ func TestPrometheus(t *testing.T) {
 		}
 	}
 
-	// Prometheus: the gateway and a target where nothing listens (a dead
-	// standby) in job xmppgw; the gateway with a wrong password and over
-	// plain HTTP in jobs that must fail.
+	// Prometheus, configured with the README's scrape job and rule files:
+	// the gateway and a target where nothing listens (a dead standby) in
+	// job xmppgw; the gateway with a wrong password and over plain HTTP in
+	// jobs that must fail.
 	dead := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	prom := startPrometheus(t, promBin, fmt.Sprintf(`global:
+	pwFile := filepath.Join(webDir, "xmppgw.password")
+	if err := os.WriteFile(pwFile, []byte(webPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readmeJob := readmeBlock(t, filepath.Join(root, "README.md"), "job_name: xmppgw", map[string]string{
+		"/etc/prometheus/rules/xmppgw.*.yml":               filepath.Join(root, "configs/prometheus/xmppgw.*.yml"),
+		"/etc/prometheus/xmppgw-ca.crt":                    caFile,
+		"/etc/prometheus/xmppgw.password":                  pwFile,
+		"['gw1.example.org:9465', 'gw2.example.org:9465']": fmt.Sprintf("['%s', '%s']", addr, dead),
+	})
+	prom := startPrometheus(t, promBin, `global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
-rule_files:
-  - %s
-scrape_configs:
-  - job_name: xmppgw
-    scheme: https
-    tls_config:
-      ca_file: %s
-    basic_auth:
-      username: %s
-      password: %s
-    static_configs:
-      - targets: ['%s', '%s']
-  - job_name: badauth
+`+readmeJob+fmt.Sprintf(`  - job_name: badauth
     scheme: https
     tls_config:
       ca_file: %s
@@ -133,8 +132,7 @@ scrape_configs:
   - job_name: plainhttp
     static_configs:
       - targets: ['%s']
-`, filepath.Join(root, "configs/prometheus/xmppgw.*.yml"), caFile, webUser, webPassword, addr, dead,
-		caFile, webUser, addr, addr))
+`, caFile, webUser, addr, addr))
 
 	prom.eventually(t, 30*time.Second, "the targets' health", func() error {
 		return prom.checkTargets(map[string]string{
@@ -262,7 +260,99 @@ scrape_configs:
 	t.Logf("%d dashboard queries return data", len(queries))
 }
 
+// TestPrometheusWebConfigCheckConfig: xmppgw check-config accepts the
+// example web configuration (with its certificate beside it) and shows the
+// key, and refuses a web configuration with a password instead of its hash
+// with exit 2 and an error that names the key and both files but not the
+// password.
+func TestPrometheusWebConfigCheckConfig(t *testing.T) {
+	bin := harness.BuildBinary(t)
+	root := harness.RepoRoot(t)
+	dir := t.TempDir()
+	example, err := os.ReadFile(filepath.Join(root, "configs/prometheus/web-config.example.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "web-config.yml")
+	if err := os.WriteFile(good, example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeServerCert(t, dir, "xmppgw.crt", "xmppgw.key")
+	const plain = "hunter2-plaintext"
+	bad := filepath.Join(dir, "bad-web-config.yml")
+	if err := os.WriteFile(bad, []byte("basic_auth_users:\n  prometheus: "+plain+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		web  string
+		exit int
+		want []string
+	}{
+		{good, 0, []string{"web_config", good}},
+		{bad, 2, []string{"http.web_config", bad, "bcrypt"}},
+		{filepath.Join(dir, "missing.yml"), 2, []string{"http.web_config", "missing.yml", "no such file"}},
+	} {
+		cfg := filepath.Join(t.TempDir(), "xmppgw.yaml")
+		body := "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\nhttp:\n  web_config: " + c.web + "\n"
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "check-config", "-c", cfg).CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.exit {
+			t.Errorf("%d: exit %d, want %d:\n%s", i, code, c.exit, out)
+		}
+		want := c.want
+		if c.exit != 0 {
+			want = append(want, cfg) // an error names the config file too
+		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%d: output does not say %q:\n%s", i, w, out)
+			}
+		}
+		if strings.Contains(string(out), plain) || strings.Contains(string(out), "s3cr3t-value") {
+			t.Errorf("%d: a secret in the output:\n%s", i, out)
+		}
+	}
+}
+
 var labelValues = regexp.MustCompile(`^label_values\((.+),\s*(\w+)\)$`)
+
+// readmeBlock returns the fenced block of the README that contains marker,
+// with each key of subs (a value of the example, e.g. a path under /etc)
+// replaced by this test's; each must be there once, so that the README
+// cannot change without this test noticing.
+func readmeBlock(t *testing.T, readme, marker string, subs map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block string
+	for _, part := range strings.Split(string(b), "```")[1:] {
+		if strings.Contains(part, marker) {
+			block = part[strings.Index(part, "\n")+1:]
+			break
+		}
+	}
+	if block == "" {
+		t.Fatalf("%s: no block with %q", readme, marker)
+	}
+	for from, to := range subs {
+		if strings.Count(block, from) != 1 {
+			t.Fatalf("%s: the block with %q no longer has %q once:\n%s", readme, marker, from, block)
+		}
+		block = strings.ReplaceAll(block, from, to)
+	}
+	return block
+}
 
 // writeServerCert writes a self-signed certificate for 127.0.0.1 and its
 // key into dir, and returns the certificate's path (the CA a client needs)
@@ -322,6 +412,10 @@ func startPrometheus(t *testing.T, bin, config string) *promServer {
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// As the README has the operator check it first.
+	if out, err := exec.Command("promtool", "check", "config", cfgFile).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s\n%s", err, out, config)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	out := &strings.Builder{}
