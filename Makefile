@@ -26,7 +26,7 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/integration')
 INTEG_PKGS = ./integration/...
 GOFILES    = $(shell find . -name '*.go' -not -path './data/*' -not -path '*/testdata/*' -not -path './bin/*')
 
-.PHONY: all run test setup vet fmt fmt-check unit integration faults build bench bench-e2e fuzz fuzz-short clean dev-prosody dev-stop deb
+.PHONY: all run test setup vet fmt fmt-check unit integration faults build bench bench-e2e fuzz fuzz-short clean dev-prosody dev-stop deb docker
 
 all: build
 
@@ -94,6 +94,23 @@ deb: build
 	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB_MAINTAINER='$(DEB_MAINTAINER)' DEB_BUILD='$(DEB_BUILD)' \
 		$(NFPM) package --packager deb --config configs/deb/nfpm.yaml --target $(DEB_FILE)
 	@echo $(DEB_FILE)
+
+# The container image (Dockerfile): FROM scratch, nothing pulled.
+DOCKER       ?= docker
+DOCKER_IMAGE ?= xmppgw
+DOCKER_TAG   ?= $(VERSION)
+DOCKER_CTX   ?= $(CURDIR)/bin/docker
+CA_CERTS     ?= /etc/ssl/certs/ca-certificates.crt
+
+## docker: the image xmppgw:VERSION (and :latest): the static binary, CA certificates, user xmppgw (10001)
+docker: build
+	rm -rf $(DOCKER_CTX) && mkdir -p $(DOCKER_CTX)/data
+	cp bin/xmppgw $(DOCKER_CTX)/xmppgw
+	cp configs/component.example.yaml $(DOCKER_CTX)/xmppgw.yaml
+	cp $(CA_CERTS) $(DOCKER_CTX)/ca-certificates.crt
+	printf 'xmppgw:x:10001:10001:xmppgw:/var/lib/xmppgw:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' > $(DOCKER_CTX)/passwd
+	printf 'xmppgw:x:10001:\nnogroup:x:65534:\n' > $(DOCKER_CTX)/group
+	$(DOCKER) build -f Dockerfile -t $(DOCKER_IMAGE):$(DOCKER_TAG) -t $(DOCKER_IMAGE):latest $(DOCKER_CTX)
 
 ## bench: micro-benchmarks of the hot paths
 bench:
