@@ -117,9 +117,10 @@ func (s *Session) handleIQ(t xmlstream.TokenReadEncoder, start *xml.StartElement
 		if from := getAttr(start, "from"); from == "" || from == s.pingTo {
 			if seq, ok := s.barrierSeq(id); ok {
 				s.confirm(seq)
+				return nil
 			}
 		}
-		return nil
+		return s.iqResult(t, start, id, typ)
 	case "get", "set":
 	default:
 		return nil

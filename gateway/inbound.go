@@ -99,7 +99,7 @@ const backpressureWait = time.Second
 func eventSize(ev *stanza.Event) int64 {
 	return int64(len(ev.Kind)+len(ev.ID)+len(ev.From)+len(ev.To)+len(ev.Type)+
 		len(ev.Text)+len(ev.Subject)+len(ev.Thread)+len(ev.Payload)+
-		len(ev.Condition)+len(ev.Show)+len(ev.Status)+len(ev.Replace)+len(ev.Encrypted)) + 256
+		len(ev.Condition)+len(ev.Show)+len(ev.Status)+len(ev.Replace)+len(ev.Encrypted)+len(ev.Room)+len(ev.Nick)) + 256
 }
 
 func newInbound(g *Gateway) *inbound {

@@ -135,3 +135,21 @@ func appendChildSafe(dst []byte, name, v string) []byte {
 	dst = append(dst, name...)
 	return append(dst, '>')
 }
+
+// AppendMUCJoin appends the presence that joins a XEP-0045 room as
+// occupant (room@service/nick), asking for no history:
+//
+//	<presence from= to=occupant id=><x xmlns='http://jabber.org/protocol/muc'>
+//	  <history maxchars='0'/><password>…</password></x></presence>
+//
+// from (omitted when empty) is our address; the password child is omitted
+// when empty.
+func AppendMUCJoin(dst []byte, from, occupant, id, password string) []byte {
+	dst = append(dst, "<presence"...)
+	dst = appendAttrSafe(dst, " from='", from)
+	dst = appendAttrSafe(dst, " to='", occupant)
+	dst = appendAttrSafe(dst, " id='", id)
+	dst = append(dst, "><x xmlns='http://jabber.org/protocol/muc'><history maxchars='0'/>"...)
+	dst = appendChildSafe(dst, "password", password)
+	return append(dst, "</x></presence>"...)
+}

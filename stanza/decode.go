@@ -56,6 +56,8 @@ type Event struct {
 	Condition  string          // kind error: the defined condition, e.g. "service-unavailable"
 	Show       string          // presence
 	Status     string          // presence; kind receipt: received, displayed or acknowledged
+	Room       string          // groupchat from a room the gateway joined: the room's bare JID (set by the gateway)
+	Nick       string          // with Room: the sender's nick in the room
 	Replace    string          // message: the id a XEP-0308 correction replaces
 	Encrypted  string          // message: "omemo" or "openpgp" (end-to-end encrypted; Text is then empty)
 	ReceivedAt time.Time       // set by the caller
@@ -64,6 +66,9 @@ type Event struct {
 	// XEP-0184 receipt. Not part of the JSON: the gateway answers it once
 	// the event is confirmed.
 	WantsReceipt bool
+	// Delayed: the message carries a XEP-0203 <delay/> (offline storage, a
+	// room's history). Not part of the JSON.
+	Delayed bool
 }
 
 // ErrUnexpectedEOF wraps the reader's end of input inside a stanza: the
@@ -92,10 +97,12 @@ const (
 	cReceipt   // XEP-0184 <received/> or a XEP-0333 marker
 	cReplace   // XEP-0308 <replace/>
 	cEncrypted // OMEMO <encrypted/>, XEP-0373 <openpgp/> or XEP-0027 <x/>
+	cMUCUser   // XEP-0045 <x xmlns='…muc#user'/> in presence
+	cDelay     // XEP-0203 <delay/>
 )
 
 // kinds is a set of child kinds: 1<<kind for each.
-type kinds uint16
+type kinds uint32
 
 // first returns kind the first time it is called with it and adds it to
 // the set; cNone afterwards, and for cNone.

@@ -151,6 +151,8 @@ func (m *messageReader) childKind(n xml.Name) int {
 		return cNone
 	case n.Space == nsCorrect && n.Local == "replace":
 		return cReplace
+	case n.Space == nsDelay && n.Local == "delay":
+		return cDelay
 	case (n.Space == nsOMEMO1 || n.Space == nsOMEMO2) && n.Local == "encrypted",
 		n.Space == nsOX && n.Local == "openpgp",
 		n.Space == nsPGPOld && n.Local == "x":
@@ -246,6 +248,7 @@ func (m *messageReader) complete(ev *Event) error {
 	ev.Subject = ownedString(m.subject)
 	ev.Thread = ownedString(m.thread)
 	ev.Replace = m.replace
+	ev.Delayed = m.seen.has(cDelay)
 	ev.WantsReceipt = m.seen.has(cRequest) && ev.ID != "" && ev.Type != "groupchat"
 	return nil
 }

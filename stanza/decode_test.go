@@ -108,6 +108,9 @@ func TestDecodeMessage(t *testing.T) {
 			want: Event{Kind: "message", From: "a@b/p", Type: "chat", Encrypted: "openpgp"}},
 		31: {in: `<message from='a@b/p' type='chat'><body>fallback</body><x xmlns='jabber:x:encrypted'>PGP</x></message>`,
 			want: Event{Kind: "message", From: "a@b/p", Type: "chat", Encrypted: "openpgp"}},
+		// history a room replays, or offline storage: Delayed
+		33: {in: `<message from='r@c/bob' type='groupchat' id='h'><body>old</body><delay xmlns='urn:xmpp:delay' from='r@c' stamp='2026-11-29T10:00:00Z'/></message>`,
+			want: Event{Kind: "message", ID: "h", From: "r@c/bob", Type: "groupchat", Text: "old", Delayed: true}},
 		// an extension in the wrong namespace is ignored
 		32: {in: `<message from='a@b/p'><body>x</body><encrypted xmlns='urn:other'><payload/></encrypted><replace id='q'/></message>`,
 			want: Event{Kind: "message", From: "a@b/p", Type: "normal", Text: "x"}},
@@ -199,6 +202,22 @@ func TestDecodePresence(t *testing.T) {
 		2: {in: `<presence from='a@b'><priority>999</priority></presence>`, want: Presence{From: "a@b", Type: "available"}, cond: "bad-request"},
 		3: {in: `<presence from='a@b'><status>` + strings.Repeat("s", 300<<10) + `</status></presence>`, want: Presence{From: "a@b", Type: "available"}, cond: "policy-violation"},
 		4: {in: `<presence from='a@b' id='` + strings.Repeat("i", MaxInIDBytes+1) + `'/>`, want: Presence{From: "a@b", Type: "available"}, cond: "policy-violation"},
+		// XEP-0045: a self-presence with a nick the room assigned
+		5: {in: `<presence from='r@c/n2' to='n@gw'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant'/><status code='110'/><status code='210'/><status code='x'/></x></presence>`,
+			want: Presence{From: "r@c/n2", To: "n@gw", Type: "available", MUC: &MUCUser{Codes: []int{110, 210}, Affiliation: "member", Role: "participant"}}},
+		// kicked; a destroyed room
+		6: {in: `<presence from='r@c/n' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'><reason>bye</reason></item><status code='307'/><status code='110'/></x></presence>`,
+			want: Presence{From: "r@c/n", Type: "unavailable", MUC: &MUCUser{Codes: []int{307, 110}, Affiliation: "none", Role: "none"}}},
+		7: {in: `<presence from='r@c/n' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/><destroy jid='s@c'/><status code='110'/></x></presence>`,
+			want: Presence{From: "r@c/n", Type: "unavailable", MUC: &MUCUser{Codes: []int{110}, Affiliation: "none", Role: "none", Destroyed: true}}},
+		// a join refused: the condition
+		8: {in: `<presence from='r@c/n' type='error'><x xmlns='http://jabber.org/protocol/muc'/><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>taken</text></error></presence>`,
+			want: Presence{From: "r@c/n", Type: "error", Error: "conflict"}},
+		9: {in: `<presence from='r@c/n' type='error'><error type='auth'><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>x</text><registration-required xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>`,
+			want: Presence{From: "r@c/n", Type: "error", Error: "registration-required"}},
+		// status codes are bounded; a muc#user x elsewhere is not the room's
+		10: {in: `<presence from='r@c/n'><x xmlns='http://jabber.org/protocol/muc#user'>` + strings.Repeat(`<status code='100'/>`, 40) + `</x><y xmlns='urn:y'><x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x></y></presence>`,
+			want: Presence{From: "r@c/n", Type: "available", MUC: &MUCUser{Codes: []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100}}}},
 	}
 	for i, tc := range tests {
 		start, d := startOf(t, wrap+tc.in)
@@ -207,7 +226,7 @@ func TestDecodePresence(t *testing.T) {
 		if tc.cond == "" && err != nil || tc.cond != "" && (!errors.As(err, &de) || de.Condition != tc.cond) {
 			t.Errorf("%d: err %v want %q", i, err, tc.cond)
 		}
-		if tc.cond == "" && p != tc.want || tc.cond != "" && p.From != tc.want.From {
+		if tc.cond == "" && !reflect.DeepEqual(p, tc.want) || tc.cond != "" && p.From != tc.want.From {
 			t.Errorf("%d:\n got %+v\nwant %+v", i, p, tc.want)
 		}
 	}
@@ -230,8 +249,8 @@ func TestEventJSON(t *testing.T) {
 	if got := string(e2.AppendJSON(nil)); got != `{"kind":"error","id":"x","subject":"u","thread":"v","condition":"item-not-found","show":"s","status":"t"}` {
 		t.Fatal(got)
 	}
-	e3 := Event{Kind: "message", ID: "m2", Type: "chat", Replace: "m1", Encrypted: "omemo", WantsReceipt: true}
-	if got := string(e3.AppendJSON(nil)); got != `{"kind":"message","id":"m2","type":"chat","replace":"m1","encrypted":"omemo"}` {
+	e3 := Event{Kind: "message", ID: "m2", Type: "chat", Replace: "m1", Encrypted: "omemo", WantsReceipt: true, Delayed: true, Room: "r@c", Nick: "bob"}
+	if got := string(e3.AppendJSON(nil)); got != `{"kind":"message","id":"m2","type":"chat","room":"r@c","nick":"bob","replace":"m1","encrypted":"omemo"}` {
 		t.Fatal(got)
 	}
 	e4 := Event{Kind: "receipt", ID: "ours", From: "a@b/p", To: "n@gw", Type: "chat", Status: "displayed", ReceivedAt: at}
@@ -257,6 +276,10 @@ func TestBuilders(t *testing.T) {
 			`<message from='n@gw' to='a@b/r' type='chat'><received xmlns='urn:xmpp:receipts' id='m&apos;1'/></message>`},
 		7: {string(AppendReceipt(nil, &Event{From: "a@b/r", To: "bot@b/gw", ID: "m1", Type: "normal"}, false)),
 			`<message to='a@b/r'><received xmlns='urn:xmpp:receipts' id='m1'/></message>`},
+		8: {string(AppendMUCJoin(nil, "n@gw", "ops@conf.example.org/notices", "j1", "s&cret")),
+			`<presence from='n@gw' to='ops@conf.example.org/notices' id='j1'><x xmlns='http://jabber.org/protocol/muc'><history maxchars='0'/><password>s&amp;cret</password></x></presence>`},
+		9: {string(AppendMUCJoin(nil, "", "ops@conf.example.org/notices", "", "")),
+			`<presence to='ops@conf.example.org/notices'><x xmlns='http://jabber.org/protocol/muc'><history maxchars='0'/></x></presence>`},
 	}
 	for i, tc := range tests {
 		if tc.got != tc.want {

@@ -6,7 +6,7 @@ import (
 )
 
 // AppendJSON appends the event as one JSON object: keys in the order kind,
-// id, from, to, type, text, subject, thread, payload, condition, show,
+// id, from, to, type, room, nick, text, subject, thread, payload, condition, show,
 // status, replace, encrypted, received_at; empty fields omitted; strings escaped per RFC 8259
 // (invalid UTF-8 becomes U+FFFD); payload copied as is; received_at in RFC
 // 3339 UTC with microseconds, e.g. "2026-11-22T10:00:00.123456Z".
@@ -34,6 +34,8 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 	str("from", ev.From)
 	str("to", ev.To)
 	str("type", ev.Type)
+	str("room", ev.Room)
+	str("nick", ev.Nick)
 	str("text", ev.Text)
 	str("subject", ev.Subject)
 	str("thread", ev.Thread)

@@ -341,7 +341,7 @@ func checkEventJSON(t *testing.T, ev *Event) {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{"kind": ev.Kind, "id": ev.ID, "from": ev.From, "to": ev.To, "type": ev.Type,
-		"text": ev.Text, "subject": ev.Subject, "thread": ev.Thread, "condition": ev.Condition, "show": ev.Show, "status": ev.Status, "replace": ev.Replace, "encrypted": ev.Encrypted} {
+		"text": ev.Text, "subject": ev.Subject, "thread": ev.Thread, "condition": ev.Condition, "show": ev.Show, "status": ev.Status, "replace": ev.Replace, "encrypted": ev.Encrypted, "room": ev.Room, "nick": ev.Nick} {
 		got, _ := m[k].(string)
 		if got != strings.ToValidUTF8(v, "\uFFFD") && !(v != "" && !utf8.ValidString(v)) {
 			t.Fatalf("%s: %q, want %q", k, got, v)

@@ -129,6 +129,7 @@ const (
 	nsOMEMO2   = "urn:xmpp:omemo:2"               // XEP-0384 0.4 and later
 	nsOX       = "urn:xmpp:openpgp:0"             // XEP-0373 OpenPGP for XMPP
 	nsPGPOld   = "jabber:x:encrypted"             // XEP-0027 (legacy OpenPGP)
+	nsDelay    = "urn:xmpp:delay"                 // XEP-0203
 )
 
 // appendMessage writes the <message/> of a checked message item. After the
