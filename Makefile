@@ -83,6 +83,7 @@ DEB_FILE        = $(DEB_OUT)/xmppgw_$(DEB_VERSION)_$(DEB_ARCH).deb
 ## deb: bin/xmppgw_VERSION_ARCH.deb (nfpm; configs/deb/): binary, systemd unit, conffile /etc/xmppgw/xmppgw.yaml, user xmppgw
 deb: build
 	@mkdir -p $(DEB_BUILD) $(DEB_OUT)
+	@rm -f $(DEB_OUT)/xmppgw_*.deb # one package in DEB_OUT: dpkg -i bin/xmppgw_*.deb
 	@# The packaged unit: the binary in /usr/bin, the static user the
 	@# package creates instead of a dynamic one.
 	{ echo '# xmppgw.service of the xmppgw Debian package (made from configs/xmppgw.service).'; \
