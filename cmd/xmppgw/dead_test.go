@@ -358,6 +358,7 @@ func TestDeadUsage(t *testing.T) {
 		4: {[]string{"dead", "-c", cfg, "--max", "0"}, "--max must be at least 1"},
 		5: {[]string{"dead", "requeue", "-c", cfg, "--all", "--window", "0"}, "--window"},
 		6: {[]string{"dead", "--bogus"}, "flag provided but not defined"},
+		7: {[]string{"dead", "requeue", "-c", deadConfig(t, "same", "same"), "--all"}, "is also amqp.out_queue"},
 	} {
 		code, stdout, stderr := runCmd(tc.args...)
 		if code != exitUsage || !strings.Contains(stdout+stderr, tc.out) {
