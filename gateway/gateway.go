@@ -20,6 +20,7 @@ import (
 	"xmppgw/gateway/config"
 	"xmppgw/gateway/httpapi"
 	"xmppgw/gateway/metrics"
+	"xmppgw/gateway/muc"
 	"xmppgw/gateway/presence"
 	"xmppgw/queue"
 	"xmppgw/stanza"
@@ -53,6 +54,7 @@ type Gateway struct {
 	out      *outbound
 	pres     *presence.Service
 	receipts *receiptBook // messages sent with receipt: true
+	muc      *muc.Manager
 	http     *httpapi.Server
 
 	httpLn   net.Listener
@@ -89,6 +91,12 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	g.in = newInbound(g)
 	g.out = newOutbound(g)
 	g.receipts = newReceiptBook(receiptBookSize)
+	g.muc = muc.New(muc.Options{
+		Log:     g.log,
+		Metrics: muc.Metrics{Rooms: g.metrics.MUCRooms, Rejoins: g.metrics.MUCRejoins},
+		From:    mucFrom(cfg),
+	})
+	g.muc.Configure(mucConfig(cfg))
 	var err error
 	if g.pres, err = g.newPresence(cfg); err != nil {
 		return nil, err
@@ -178,6 +186,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	links.Go(func() error { g.pollDepth(linksCtx); return nil })
 	links.Go(func() error { g.http.RecordHistory(linksCtx); return nil })
 	links.Go(func() error { return g.pres.Run(linksCtx) })
+	links.Go(func() error { g.muc.Run(linksCtx.Done()); return nil })
 	if g.httpLn != nil {
 		links.Go(func() error { return g.http.Serve(linksCtx, g.httpLn) })
 	}

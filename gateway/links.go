@@ -88,6 +88,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		g.sess.set(s)
 		g.in.online(s)
 		g.pres.Online(s)
+		g.muc.Online(s)
 
 		select {
 		case <-s.Done():
@@ -95,6 +96,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 			// the link down too.
 			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
 			g.sess.set(nil)
+			g.muc.Offline()
 			log.Warn("xmpp connection lost", "err", s.Err(), "up", time.Since(up).Round(time.Millisecond))
 			bo.stable(time.Since(up))
 		case <-ctx.Done():
@@ -102,6 +104,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 			// the link down too.
 			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
 			g.sess.set(nil)
+			g.muc.Offline()
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			err := s.Close(cctx)
 			cancel()

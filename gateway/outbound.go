@@ -71,12 +71,15 @@ type outbound struct {
 	// (0 if none): the one to blame if the server ends the stream now.
 	suspect uint64
 	dlWarn  lograte.Sampler
+	// parked counts, per room, the items in the wait queue (outbound_rooms.go).
+	parked map[string]int
 }
 
 func newOutbound(g *Gateway) *outbound {
 	o := &outbound{
 		g:       g,
 		log:     g.log.With("component", "outbound"),
+		parked:  map[string]int{},
 		buf:     make([]byte, 0, maxBatchBytes+64<<10),
 		open:    &batch{},
 		limiter: rate.NewLimiter(rate.Inf, 1),

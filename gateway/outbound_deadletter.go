@@ -30,6 +30,7 @@ type deadLetter struct {
 	d      amqp.Delivery // kept whole: a retry publishes it again
 	reason string        // the x-xmppgw-error header
 	label  string        // the metric label: the reason's class
+	queue  string        // where it goes: "" the dead-letter queue; else a parked item's wait queue
 	c      confirmation  // nil while waiting for a retry
 	at     time.Time     // c != nil: when published; c == nil: when to retry
 	ok     bool          // confirmed by the broker
@@ -44,7 +45,11 @@ func (p *pipe) publishDeadLetter(j *deadLetter) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dlPublishTimeout)
-	c, err := p.pub.DeadLetter(ctx, p.dlq, &j.d, j.reason, p.dlWake)
+	q := p.dlq
+	if j.queue != "" {
+		q = j.queue
+	}
+	c, err := p.pub.DeadLetter(ctx, q, &j.d, j.reason, p.dlWake)
 	cancel()
 	if err != nil {
 		p.retryDeadLetter(j, now, err.Error())
@@ -87,7 +92,9 @@ func (p *pipe) deadLettersSettled(b *batch, now time.Time) bool {
 		}
 		j.ok = true
 		p.dlBackoff.reset()
-		p.o.log.Warn("item dead-lettered", "reason", j.reason, "message_id", j.d.MessageId)
+		if j.queue == "" {
+			p.o.log.Warn("item dead-lettered", "reason", j.reason, "message_id", j.d.MessageId)
+		}
 	}
 	return true
 }

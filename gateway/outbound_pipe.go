@@ -15,7 +15,7 @@ import (
 
 // pump moves deliveries into the stream until it fails or ctx is done.
 func (o *outbound) pump(ctx context.Context, cfg *Config, addr string, sess stream, pub deadLetterer, cons consumer) error {
-	p := pipe{o: o, sess: sess, pub: pub, cons: cons, addr: addr, dlq: cfg.AMQP.DeadLetterQueue,
+	p := pipe{o: o, sess: sess, pub: pub, cons: cons, addr: addr, dlq: cfg.AMQP.DeadLetterQueue, waitq: cfg.WaitQueue(),
 		barrierEvery: max(1, cfg.AMQP.Prefetch/4),
 		dlWake:       make(chan struct{}, 1), dlBackoff: newBackoff(), wake: time.NewTimer(time.Hour)}
 	p.wake.Stop()
@@ -145,7 +145,8 @@ type pipe struct {
 	encGen       uint64 // outbound.gen the encoder was built for
 	addr         string // the session's address (client mode: the sender)
 	dlq          string
-	barrierEvery int // items written without a barrier before one is forced
+	waitq        string // where items for a room being joined wait (outbound_rooms.go)
+	barrierEvery int    // items written without a barrier before one is forced
 	draining     bool
 	taken        int    // items in the batch being built
 	acked        uint64 // highest delivery tag acked
@@ -242,7 +243,26 @@ func (p *pipe) take(d *amqp.Delivery) error {
 		Timestamp:     d.Timestamp,
 	}
 	var info stanza.Info
+	n0 := len(o.buf)
 	o.buf, info, err = p.enc.Append(o.buf, d.Body, meta)
+	if err == nil && info.Groupchat {
+		o.buf = o.buf[:n0] // written again if the room takes it now
+		v, why, gerr := p.roomGate(d, info.To)
+		switch {
+		case gerr != nil:
+			return gerr
+		case v == roomDead:
+			err = why
+		case v == roomPark:
+			if res != nil {
+				res.Cancel()
+			}
+			p.park(d, key, info.To)
+			return nil
+		default:
+			o.buf, info, err = p.enc.Append(o.buf, d.Body, meta)
+		}
+	}
 	if err != nil {
 		if res != nil {
 			res.Cancel() // nothing goes out for it
@@ -369,10 +389,16 @@ func (p *pipe) confirm() (err error) {
 			err = p.ackBefore(done)
 		}
 	}()
-	var sent, dead int
+	var sent, dead, parked int
 	for _, b := range o.pending[:n] {
 		sent += b.sent
-		dead += len(b.dls)
+		for i := range b.dls {
+			if b.dls[i].queue != "" {
+				parked++
+			} else {
+				dead++
+			}
+		}
 		for _, t := range b.enq {
 			if !t.IsZero() {
 				o.g.metrics.Lag.Observe(max(0, now.Sub(t).Seconds()))
@@ -390,6 +416,9 @@ func (p *pipe) confirm() (err error) {
 	m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(float64(sent))
 	if dead > 0 {
 		m.OutboundItems.WithLabelValues(metrics.ResultDeadLettered).Add(float64(dead))
+	}
+	if parked > 0 {
+		m.OutboundItems.WithLabelValues(metrics.ResultParked).Add(float64(parked))
 	}
 	// Items written without a barrier need one now that none is in flight.
 	if len(o.pending) == 0 && !o.open.empty() {

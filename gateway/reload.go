@@ -29,6 +29,9 @@ func (g *Gateway) Reload(next *Config) {
 // unroutable (a publisher that connects later declares them anyway).
 func (g *Gateway) onReload(old, cur *Config) {
 	g.out.reloaded(cur)
+	if !reflect.DeepEqual(old.MUC, cur.MUC) {
+		g.muc.Configure(mucConfig(cur))
+	}
 	if old.Presence.Status != cur.Presence.Status {
 		g.pres.StatusChanged()
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -17,8 +18,13 @@ const (
 // Topology names the queues the gateway declares.
 type Topology struct {
 	OutQueue, InQueue, DeadLetterQueue string
-	Extra                              []string // route queues the gateway declares as well (inbound.routes values)
-	QueueType                          string   // "classic" (default when empty) | "quorum"
+	// WaitQueue holds items parked for a while (a group chat being
+	// rejoined): each goes back to OutQueue WaitTTL after it was parked,
+	// by the broker's dead-lettering. "" declares none.
+	WaitQueue string
+	WaitTTL   time.Duration
+	Extra     []string // route queues the gateway declares as well (inbound.routes values)
+	QueueType string   // "classic" (default when empty) | "quorum"
 }
 
 // Queues returns the distinct non-empty queue names of t in declaration
@@ -26,7 +32,7 @@ type Topology struct {
 func (t Topology) Queues() []string {
 	seen := make(map[string]bool)
 	var qs []string
-	for _, q := range append([]string{t.OutQueue, t.InQueue, t.DeadLetterQueue}, t.Extra...) {
+	for _, q := range append([]string{t.OutQueue, t.InQueue, t.DeadLetterQueue, t.WaitQueue}, t.Extra...) {
 		if q != "" && !seen[q] {
 			seen[q] = true
 			qs = append(qs, q)
@@ -44,6 +50,16 @@ func (t Topology) Args(q string) amqp.Table {
 	if q == t.OutQueue {
 		// A second gateway is a hot standby, not a competing consumer.
 		args[amqp.SingleActiveConsumerArg] = true
+	}
+	if q == t.WaitQueue && q != "" {
+		args["x-message-ttl"] = t.WaitTTL.Milliseconds()
+		args["x-dead-letter-exchange"] = ""
+		args["x-dead-letter-routing-key"] = t.OutQueue
+		if t.QueueType == Quorum {
+			// Quorum queues dead-letter at most once unless told.
+			args["x-dead-letter-strategy"] = "at-least-once"
+			args["x-overflow"] = "reject-publish"
+		}
 	}
 	if len(args) == 0 {
 		return nil

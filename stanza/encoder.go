@@ -155,6 +155,9 @@ type Info struct {
 	// To is then set to the target as written, so that answers can be
 	// told from strangers'.
 	Receipt bool
+	// Groupchat: a message item of type groupchat; To is then set to the
+	// target as written (the room).
+	Groupchat bool
 }
 
 // Append appends the stanza for one item (an AMQP message body) to dst.

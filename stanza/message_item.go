@@ -17,8 +17,8 @@ func (e *Encoder) appendMessageItem(dst, body []byte, it *item, m *Meta, info In
 		return nil, info, itemErr(ReasonBadField, "replace names the correction's own id: a correction needs an id of its own")
 	}
 	info.ID = id
-	if it.receipt {
-		info.Receipt = true
+	if it.receipt || h.typ == "groupchat" {
+		info.Receipt, info.Groupchat = it.receipt, h.typ == "groupchat"
 		info.To = string(h.to)
 	}
 	return appendMessage(dst, it, &h, id), info, nil

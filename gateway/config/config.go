@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"sort"
+	"strings"
 	"time"
 
 	"xmppgw/queue"
@@ -24,6 +25,7 @@ type Config struct {
 	Outbound OutboundConfig `mapstructure:"outbound"`
 	Inbound  InboundConfig  `mapstructure:"inbound"`
 	Presence PresenceConfig `mapstructure:"presence"`
+	MUC      MUCConfig      `mapstructure:"muc"`
 	HTTP     HTTPConfig     `mapstructure:"http"`
 	Log      LogConfig      `mapstructure:"log"`
 
@@ -79,6 +81,44 @@ type InboundConfig struct {
 	// arrival, for a broker that blocks publishers before its sender is
 	// refused (type wait).
 	BlockedWait time.Duration `mapstructure:"blocked_wait"`
+}
+
+// MUCConfig is the muc section: the group chats (XEP-0045) the gateway
+// joins.
+type MUCConfig struct {
+	Rooms []MUCRoom `mapstructure:"rooms"`
+	// SelfPing is the interval of XEP-0410 self-pings per room; 0 disables.
+	SelfPing time.Duration `mapstructure:"self_ping"`
+	// Events is all or mentions: which room messages become events.
+	Events string `mapstructure:"events"`
+}
+
+// MUCRoom is one room of muc.rooms.
+type MUCRoom struct {
+	JID      string `mapstructure:"jid" yaml:"jid" json:"jid"`
+	Nick     string `mapstructure:"nick" yaml:"nick" json:"nick"`
+	Password string `mapstructure:"password" yaml:"password,omitempty" json:"password,omitempty"`
+}
+
+// WaitTTL is how long a parked item waits in the wait queue before the
+// broker puts it back into the out queue.
+const WaitTTL = 5 * time.Second
+
+// WaitQueue is the queue where items for a room being rejoined wait:
+// amqp.out_queue + ".wait".
+func (c *Config) WaitQueue() string { return c.AMQP.OutQueue + ".wait" }
+
+// RoomNick is the nick of r: its own, else xmpp.default_from (component
+// mode) or the account's localpart (client mode).
+func (c *Config) RoomNick(r MUCRoom) string {
+	if r.Nick != "" {
+		return r.Nick
+	}
+	if c.XMPP.Mode == stanza.ModeClient {
+		local, _, _ := strings.Cut(c.XMPP.JID, "@")
+		return local
+	}
+	return c.XMPP.DefaultFrom
 }
 
 // PresenceConfig is the presence section (the store: component mode).
@@ -153,9 +193,11 @@ func (c *Config) Topology() queue.Topology {
 		OutQueue:        c.AMQP.OutQueue,
 		InQueue:         c.AMQP.InQueue,
 		DeadLetterQueue: c.AMQP.DeadLetterQueue,
+		WaitQueue:       c.WaitQueue(),
+		WaitTTL:         WaitTTL,
 		QueueType:       c.AMQP.QueueType,
 	}
-	seen := map[string]bool{t.OutQueue: true, t.InQueue: true, t.DeadLetterQueue: true}
+	seen := map[string]bool{t.OutQueue: true, t.InQueue: true, t.DeadLetterQueue: true, t.WaitQueue: true}
 	for _, q := range c.RouteQueues() {
 		if !seen[q] {
 			seen[q] = true

@@ -75,7 +75,7 @@ func TestConfigNewKeysInvalid(t *testing.T) {
 // always reloaded, and every key reaches Unmarshal from its variable.
 func TestKeysTable(t *testing.T) {
 	want := "amqp.delivery_limit,outbound.default_type,outbound.max_text_bytes,outbound.rate,outbound.max_stanza_bytes," +
-		"inbound.routes,inbound.blocked_wait,presence.subscriptions,presence.status,log.level"
+		"inbound.routes,inbound.blocked_wait,presence.subscriptions,presence.status,muc.rooms,muc.self_ping,muc.events,log.level"
 	if got := strings.Join(LiveKeys(), ","); got != want {
 		t.Fatalf("live keys:\n got %s\nwant %s", got, want)
 	}

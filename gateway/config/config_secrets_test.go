@@ -27,6 +27,8 @@ func secretCases() []secretCase {
 	const comp = "xmpp:\n  domain: gw.example.org\n  secret: plain-component-secret\n"
 	return []secretCase{
 		{name: "component secret in file", file: "xmpp:\n  domain: gw.example.org\n  secret: TOKEN\n", ok: true},
+		{name: "room password in file", file: comp + "muc:\n  rooms:\n    - jid: ops@conference.example.org\n      password: TOKEN\n", ok: true},
+		{name: "room password, room invalid", file: comp + "muc:\n  rooms:\n    - jid: ops@conference.example.org/x\n      password: TOKEN\n"},
 		{name: "component secret quoted with specials", file: "xmpp:\n  domain: gw.example.org\n  secret: 'TOKEN @#%zz \"TOKEN'\n", ok: true},
 		{name: "component secret from env", file: "xmpp:\n  domain: gw.example.org\n", env: map[string]string{"XMPPGW_XMPP_SECRET": "TOKEN"}, ok: true},
 		{name: "client password in file", file: "xmpp:\n  mode: client\n  jid: bot@example.org\n  password: TOKEN\n", ok: true},

@@ -91,6 +91,11 @@ var keys = []key{
 	{name: "presence.status", def: "", live: true},
 	{name: "presence.store", def: "./data/xmppgw.db", mode: stanza.ModeComponent, required: true},
 
+	// Each room is checked in validate.go.
+	{name: "muc.rooms", def: []map[string]any{}, live: true},
+	{name: "muc.self_ping", def: "60s", live: true, check: selfPingRange},
+	{name: "muc.events", def: "all", live: true, check: oneOf("all", "mentions")},
+
 	{name: "http.listen", def: "127.0.0.1:9465", optional: true, check: hostPort}, // "" disables
 	// Which file is read at start only (the listener is made then); the
 	// exporter-toolkit re-reads the file itself on every request and TLS
@@ -208,6 +213,13 @@ func positive(v reflect.Value) error {
 func notNegative(v reflect.Value) error {
 	if v.Float() < 0 {
 		return fmt.Errorf("%v: must be 0 (unlimited) or positive", v.Float())
+	}
+	return nil
+}
+
+func selfPingRange(v reflect.Value) error {
+	if d := time.Duration(v.Int()); d != 0 && (d < 5*time.Second || d > 24*time.Hour) {
+		return fmt.Errorf("%s: must be 0 (off) or between 5s and 24h", d)
 	}
 	return nil
 }

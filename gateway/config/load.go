@@ -49,6 +49,7 @@ func Load(path string) (*Config, error) {
 		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			stringToRoutes,
+			stringToRooms,
 		)
 	}
 	if err := v.Unmarshal(&cfg, dec); err != nil {
@@ -83,6 +84,25 @@ func stringToRoutes(from, to reflect.Type, data any) (any, error) {
 	return out, nil
 }
 
+// stringToRooms lets muc.rooms come from an environment variable as
+// "room@service/nick,room2@service" (XMPPGW_MUC_ROOMS; the nick is
+// optional; passwords only from the file).
+func stringToRooms(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to != reflect.TypeOf([]MUCRoom{}) {
+		return data, nil
+	}
+	var out []MUCRoom
+	for _, r := range strings.Split(data.(string), ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		j, nick, _ := strings.Cut(r, "/")
+		out = append(out, MUCRoom{JID: j, Nick: nick})
+	}
+	return out, nil
+}
+
 // unknownKeys rejects keys in the file that the gateway does not know, so
 // that a typo does not silently fall back to a default.
 func unknownKeys(v *viper.Viper, path string) error {
@@ -100,6 +120,23 @@ func unknownKeys(v *viper.Viper, path string) error {
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s: unknown key", k))
+	}
+	// Lists are not walked by AllKeys: the rooms' members are checked here.
+	if rooms, ok := v.Get("muc.rooms").([]any); ok {
+		for i, r := range rooms {
+			m, ok := r.(map[string]any)
+			if !ok {
+				errs = append(errs, fmt.Errorf("muc.rooms[%d]: must be a map (jid, nick, password)", i))
+				continue
+			}
+			for k := range m {
+				switch k {
+				case "jid", "nick", "password":
+				default:
+					errs = append(errs, fmt.Errorf("muc.rooms[%d].%s: unknown key", i, k))
+				}
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s:\n%w", ErrConfig, path, errors.Join(errs...))

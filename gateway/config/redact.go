@@ -95,6 +95,9 @@ func (c *Config) secretForms() []string {
 			}
 		}
 	}
+	for _, r := range c.MUC.Rooms {
+		add(r.Password)
+	}
 	out := make([]string, 0, len(seen))
 	for s := range seen {
 		out = append(out, s)
@@ -207,6 +210,17 @@ func (c Config) redacted() Config {
 	cv := reflect.ValueOf(&c).Elem()
 	for _, sk := range secretKeys() {
 		redactField(sk, sk.field(cv))
+	}
+	// Room passwords, in a copy of the list.
+	if len(c.MUC.Rooms) > 0 {
+		rooms := make([]MUCRoom, len(c.MUC.Rooms))
+		for i, r := range c.MUC.Rooms {
+			if r.Password != "" {
+				r.Password = "<redacted>"
+			}
+			rooms[i] = r
+		}
+		c.MUC.Rooms = rooms
 	}
 	return c
 }

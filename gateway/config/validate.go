@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"mellium.im/xmpp/jid"
 	"reflect"
 	"sort"
 )
@@ -13,7 +14,7 @@ func (c *Config) Validate() error {
 	var errs []error
 	for _, section := range []func(*Config) []error{
 		validateXMPP, validateAMQP, validateOutbound, validateInbound,
-		validatePresence, validateHTTP, validateLog,
+		validatePresence, validateMUC, validateHTTP, validateLog,
 	} {
 		errs = append(errs, section(c)...)
 	}
@@ -94,6 +95,37 @@ func validateInbound(c *Config) []error {
 }
 
 func validatePresence(c *Config) []error { return c.checkKeys("presence") }
+
+// validateMUC checks each room: a bare room JID (local@service), written
+// canonically, once; a nick that is a valid resourcepart.
+func validateMUC(c *Config) []error {
+	errs := c.checkKeys("muc")
+	seen := map[string]int{}
+	for i, r := range c.MUC.Rooms {
+		key := fmt.Sprintf("muc.rooms[%d]", i)
+		j, err := jid.Parse(r.JID)
+		switch {
+		case r.JID == "":
+			errs = append(errs, fmt.Errorf("%s.jid: required (room@service)", key))
+			continue
+		case err != nil || j.Localpart() == "" || j.Resourcepart() != "":
+			errs = append(errs, fmt.Errorf("%s.jid: %q is not a room JID (room@service, no nick)", key, r.JID))
+			continue
+		case j.String() != r.JID:
+			errs = append(errs, fmt.Errorf("%s.jid: write %q as %q", key, r.JID, j.String()))
+			continue
+		}
+		if prev, dup := seen[r.JID]; dup {
+			errs = append(errs, fmt.Errorf("%s.jid: %q is also muc.rooms[%d]", key, r.JID, prev))
+		}
+		seen[r.JID] = i
+		nick := c.RoomNick(r)
+		if n, err := jid.New(j.Localpart(), j.Domainpart(), nick); nick == "" || err != nil || n.Resourcepart() != nick {
+			errs = append(errs, fmt.Errorf("%s.nick: %q is not a valid nick", key, nick))
+		}
+	}
+	return errs
+}
 
 func validateHTTP(c *Config) []error { return c.checkKeys("http") }
 

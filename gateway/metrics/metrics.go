@@ -29,6 +29,8 @@ type Metrics struct {
 	Presence         *prometheus.CounterVec // type of presence stanza received (PresenceTypeLabel)
 	ContactsOnline   prometheus.Gauge
 
+	MUCRooms            *prometheus.GaugeVec // state: joined, joining, failed
+	MUCRejoins          prometheus.Counter
 	Receipts            *prometheus.CounterVec // status: received, displayed, acknowledged
 	ReceiptsUnsolicited prometheus.Counter     // receipts for ids we did not send, or from strangers
 	ReceiptsSent        prometheus.Counter     // XEP-0184 receipts sent for confirmed inbound messages
@@ -116,6 +118,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "xmppgw_contacts_online",
 			Help: "Contacts currently known to be available.",
 		}),
+		MUCRooms: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "xmppgw_muc_rooms",
+			Help: "Configured group chats by state: joined, joining (a join in flight or waiting for its retry), failed (refused for good: ban, password, members-only, destroyed).",
+		}, []string{"state"}),
+		MUCRejoins: f.NewCounter(prometheus.CounterOpts{
+			Name: "xmppgw_muc_rejoins_total",
+			Help: "Rejoins of rooms that forgot the gateway: kicked, a failed self-ping, a bounce saying it is not an occupant.",
+		}),
 		Receipts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "xmppgw_receipts_total",
 			Help: "Receipts (XEP-0184) and chat markers (XEP-0333) received for messages sent with receipt: true, by status.",
@@ -147,6 +157,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.OutboundItems.WithLabelValues(ResultSent)
 	m.OutboundItems.WithLabelValues(ResultDeadLettered)
+	m.OutboundItems.WithLabelValues(ResultParked)
 	for _, l := range PresenceLimitLabels {
 		m.PresenceLimited.WithLabelValues(l)
 	}
@@ -166,6 +177,9 @@ const (
 	// OutboundItems.
 	ResultSent         = "sent"
 	ResultDeadLettered = "dead_lettered"
+	// ResultParked counts groupchat items moved to the wait queue while
+	// their room is being joined (they come back to the out queue).
+	ResultParked = "parked"
 )
 
 // ReceiptStatusLabels are the values of the status label of Receipts.
