@@ -79,6 +79,12 @@ func TestPrometheus(t *testing.T) {
 	cfg.Inbound.Routes = map[string]string{"shop": shop}
 	gw := startGateway(t, cfg)
 	addr := gw.HTTPAddr()
+	// A hot standby: the same configuration; the server refuses it the
+	// component while gw holds it.
+	standbyCfg := gatewayConfig(t, p, q)
+	standbyCfg.HTTP.WebConfig = webConfig
+	standbyCfg.Inbound.Routes = cfg.Inbound.Routes
+	standbyAddr := startGatewayNoWait(t, standbyCfg).HTTPAddr()
 
 	// The listener itself: TLS and basic auth.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS}}
@@ -103,8 +109,9 @@ func TestPrometheus(t *testing.T) {
 
 	// Prometheus, configured with the README's scrape job and rule files:
 	// the gateway and a target where nothing listens (a dead standby) in
-	// job xmppgw; the gateway with a wrong password and over plain HTTP in
-	// jobs that must fail.
+	// job xmppgw; the gateway and its live standby in job xmppgw-ha; the
+	// gateway with a wrong password and over plain HTTP in jobs that must
+	// fail.
 	dead := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	pwFile := filepath.Join(webDir, "xmppgw.password")
 	if err := os.WriteFile(pwFile, []byte(webPassword+"\n"), 0o600); err != nil {
@@ -120,7 +127,16 @@ func TestPrometheus(t *testing.T) {
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
-`+readmeJob+fmt.Sprintf(`  - job_name: badauth
+`+readmeJob+fmt.Sprintf(`  - job_name: xmppgw-ha
+    scheme: https
+    tls_config:
+      ca_file: %s
+    basic_auth:
+      username: %s
+      password_file: %s
+    static_configs:
+      - targets: ['%s', '%s']
+  - job_name: badauth
     scheme: https
     tls_config:
       ca_file: %s
@@ -132,11 +148,12 @@ func TestPrometheus(t *testing.T) {
   - job_name: plainhttp
     static_configs:
       - targets: ['%s']
-`, caFile, webUser, addr, addr))
+`, caFile, webUser, pwFile, addr, standbyAddr, caFile, webUser, addr, addr))
 
 	prom.eventually(t, 30*time.Second, "the targets' health", func() error {
 		return prom.checkTargets(map[string]string{
 			"xmppgw/" + addr: "up", "xmppgw/" + dead: "down",
+			"xmppgw-ha/" + addr: "up", "xmppgw-ha/" + standbyAddr: "up",
 			"badauth/" + addr: "down: 401", "plainhttp/" + addr: "down: 400",
 		})
 	})
@@ -181,16 +198,7 @@ func TestPrometheus(t *testing.T) {
 		`sum(xmppgw_outbound_bounces_total{job="xmppgw"})`:                         1,
 		`xmppgw_outbound_lag_seconds_count{job="xmppgw"}`:                          31,
 	} {
-		prom.eventually(t, 30*time.Second, sel, func() error {
-			s, err := prom.query(sel)
-			if err != nil {
-				return err
-			}
-			if len(s) != 1 || s[0].value != want {
-				return fmt.Errorf("%s = %v, want %v", sel, s, want)
-			}
-			return nil
-		})
+		prom.eventually(t, 30*time.Second, sel, func() error { return prom.equals(sel, want) })
 	}
 
 	// The rules: loaded from both files, every one healthy.
@@ -223,6 +231,26 @@ func TestPrometheus(t *testing.T) {
 
 	t.Logf("%d rules loaded, each evaluated without error and every recording rule returning data", len(rules))
 
+	// The standby as the rules see it: broker link up, XMPP link down; so
+	// job xmppgw-ha has two healthy gateways, one active, and no standby
+	// is missing there.
+	for sel, want := range map[string]float64{
+		fmt.Sprintf(`xmppgw_connected{job="xmppgw-ha",instance=%q,link="amqp"}`, standbyAddr): 1,
+		fmt.Sprintf(`xmppgw_connected{job="xmppgw-ha",instance=%q,link="xmpp"}`, standbyAddr): 0,
+		`job:xmppgw_gateways_healthy:count{job="xmppgw-ha"}`:                                  2,
+		`job:xmppgw_gateways_active:count{job="xmppgw-ha"}`:                                   1,
+		`job:xmppgw_gateways_targets:count{job="xmppgw-ha"}`:                                  2,
+		`job:xmppgw_gateways_healthy:count{job="xmppgw"}`:                                     1,
+	} {
+		prom.eventually(t, 30*time.Second, sel, func() error { return prom.equals(sel, want) })
+	}
+	prom.eventually(t, 30*time.Second, "no standby missing in xmppgw-ha", func() error {
+		if prom.alertActive("XmppgwStandbyMissing", map[string]string{"job": "xmppgw-ha"}) == nil {
+			return errors.New("XmppgwStandbyMissing is active for xmppgw-ha")
+		}
+		return nil
+	})
+
 	// The alerts the traffic and the dead target call for are active.
 	for name, labels := range map[string]map[string]string{
 		"XmppgwDown":            {"instance": dead},
@@ -249,15 +277,44 @@ func TestPrometheus(t *testing.T) {
 		t.Fatalf("only %d dashboard queries", len(queries))
 	}
 	for _, dq := range queries {
-		expr := vars.Replace(dq)
+		expr := vars.Replace(dq.expr)
 		// Grafana's label_values(selector, label) lists the label's values
 		// among the selector's series.
 		if m := labelValues.FindStringSubmatch(expr); m != nil {
 			expr = fmt.Sprintf("count by (%s) (%s)", m[2], m[1])
 		}
-		prom.eventually(t, 30*time.Second, "dashboard query "+dq, func() error { return prom.hasData(expr) })
+		prom.eventually(t, 30*time.Second, "dashboard query "+dq.expr, func() error { return prom.hasData(expr) })
 	}
 	t.Logf("%d dashboard queries return data", len(queries))
+
+	// With a standby (and the active gateway scraped by two jobs), the
+	// status figures read the gateways as one: XMPP is up, and the 15 dead
+	// letters are 15, not one reading per gateway added up.
+	panel := func(title string) string {
+		for _, dq := range queries {
+			if dq.panel == title {
+				return vars.Replace(dq.expr)
+			}
+		}
+		t.Fatalf("no dashboard panel %q", title)
+		return ""
+	}
+	prom.eventually(t, 30*time.Second, "dashboard XMPP with a standby", func() error { return prom.equals(panel("XMPP"), 1) })
+	prom.eventually(t, 30*time.Second, "dashboard depth of the dead-letter queue", func() error {
+		s, err := prom.query(panel("Queue depth by queue"))
+		if err != nil {
+			return err
+		}
+		for _, x := range s {
+			if x.labels["queue"] == q.dead {
+				if x.value != 15 {
+					return fmt.Errorf("depth of %s: %v, want 15", q.dead, x.value)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no depth of %s: %v", q.dead, s)
+	})
 }
 
 // TestPrometheusWebConfigCheckConfig: xmppgw check-config accepts the
@@ -554,6 +611,18 @@ func (ps *promServer) query(expr string) ([]sample, error) {
 	return nil, fmt.Errorf("%s: result type %s", expr, d.ResultType)
 }
 
+// equals says why expr is not one sample of value want.
+func (ps *promServer) equals(expr string, want float64) error {
+	s, err := ps.query(expr)
+	if err != nil {
+		return err
+	}
+	if len(s) != 1 || s[0].value != want {
+		return fmt.Errorf("%s = %v, want %v", expr, s, want)
+	}
+	return nil
+}
+
 // hasData says why expr returns no data now: no series, or none whose
 // value is a number (a quantile of no observations is NaN).
 func (ps *promServer) hasData(expr string) error {
@@ -682,16 +751,21 @@ func selectorsIn(expr string) []string {
 	return out
 }
 
+// dashQuery is one query of the dashboard and the title of its panel ("" for
+// a variable's).
+type dashQuery struct{ panel, expr string }
+
 // dashboardQueries returns every PromQL expression of a Grafana dashboard:
 // the targets of every panel (nested ones too) and the definitions of the
 // query variables.
-func dashboardQueries(t *testing.T, path string) []string {
+func dashboardQueries(t *testing.T, path string) []dashQuery {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	type panel struct {
+		Title   string `json:"title"`
 		Targets []struct {
 			Expr string `json:"expr"`
 		} `json:"targets"`
@@ -709,13 +783,13 @@ func dashboardQueries(t *testing.T, path string) []string {
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	var out []dashQuery
 	var walk func([]panel)
 	walk = func(ps []panel) {
 		for _, p := range ps {
 			for _, tg := range p.Targets {
-				if tg.Expr != "" && !slices.Contains(out, tg.Expr) {
-					out = append(out, tg.Expr)
+				if tg.Expr != "" {
+					out = append(out, dashQuery{p.Title, tg.Expr})
 				}
 			}
 			walk(p.Panels)
@@ -724,7 +798,7 @@ func dashboardQueries(t *testing.T, path string) []string {
 	walk(d.Panels)
 	for _, v := range d.Templating.List {
 		if v.Type == "query" {
-			out = append(out, v.Definition)
+			out = append(out, dashQuery{"", v.Definition})
 		}
 	}
 	return out
