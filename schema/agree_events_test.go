@@ -10,8 +10,9 @@ import (
 )
 
 // The events the gateway writes for a table of inbound messages — decoded
-// by stanza.DecodeMessage and written by Event.AppendJSON, as the read loop
-// does — match their schemas. (Presence and subscription events are built
+// by stanza.DecodeMessage (room and nick added as gateway/muc adds them)
+// and written by Event.AppendJSON, as the read loop does — match their
+// schemas. (Presence and subscription events are built
 // by the presence service; the integration suite checks those, like every
 // event it reads.)
 func TestEventsTheGatewayWritesValidate(t *testing.T) {
@@ -30,6 +31,7 @@ func TestEventsTheGatewayWritesValidate(t *testing.T) {
 		{`<message from='a@example.org/p' to='n@gw.example.org' type='chat'><openpgp xmlns='urn:xmpp:openpgp:0'>BASE64</openpgp><body>This message is encrypted</body></message>`, "message"},
 		{`<message from='a@example.org/p' to='n@gw.example.org' type='chat'><body>fallback</body><x xmlns='jabber:x:encrypted'>PGP</x></message>`, "message"},
 		{`<message from='r@muc.example.org/nick' to='n@gw.example.org' type='groupchat'><body>in the room</body></message>`, "message"},
+		{`<message from='r@muc.example.org/nick' to='n@gw.example.org' type='chat'><body>a private message from an occupant</body></message>`, "message"},
 		{`<message from='a@example.org' to='n@gw.example.org' id='ours' type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone</text></error></message>`, "error"},
 		{`<message from='a@example.org' to='n@gw.example.org' type='error'><error type='cancel'/></message>`, "error"},
 		{`<message from='a@example.org/p' to='n@gw.example.org' type='chat'><received xmlns='urn:xmpp:receipts' id='ours'/></message>`, "receipt"},
@@ -66,6 +68,11 @@ func TestEventsTheGatewayWritesValidate(t *testing.T) {
 			ev.ID = "xg-generated-1"
 		}
 		ev.ReceivedAt = at
+		if room, nick, ok := strings.Cut(ev.From, "/"); ok && strings.HasPrefix(room, "r@muc.") {
+			// as gateway/muc does for a room in muc.rooms: its messages
+			// and private messages from its occupants
+			ev.Room, ev.Nick = room, nick
+		}
 		body := ev.AppendJSON(nil)
 		if err := ValidateEvent(body); err != nil {
 			t.Errorf("%d: %s\nwrites %s\nwhich does not match: %v", i, tc.in, body, err)
