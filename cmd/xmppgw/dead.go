@@ -235,7 +235,7 @@ func deadRequeue(cfg *gateway.Config, sel deadSelector, max, window int, timeout
 	fmt.Fprintf(stdout, "requeued %d of %d selected to %s%s; %d examined in %s, the rest left in place\n",
 		st.Moved, st.Selected, outq, detail, st.Examined, dlq)
 	if err == nil && st.Left > 0 && st.Examined >= max {
-		fmt.Fprintf(stdout, "%d more items in %s were not examined (--max %d): run again\n", st.Left, dlq, max)
+		fmt.Fprintf(stdout, "%s behind them in %s not examined (--max %d): run again\n", plural(st.Left, "item"), dlq, max)
 	}
 	if st.Selected == 0 && err == nil {
 		fmt.Fprintln(stdout, "no item matched")

@@ -147,9 +147,9 @@ func (s *deadSummary) print(w io.Writer, q string, left int, items bool, bodyByt
 		fmt.Fprintf(w, "%s: empty\n", q)
 		return
 	}
-	fmt.Fprintf(w, "%s: %d items examined from the head, all left in place\n", q, s.examined)
+	fmt.Fprintf(w, "%s: %s examined from the head, all left in place\n", q, plural(s.examined, "item"))
 	if left > 0 {
-		fmt.Fprintf(w, "%d more behind them were not examined (--max)\n", left)
+		fmt.Fprintf(w, "%s behind them not examined (--max)\n", plural(left, "item"))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -163,7 +163,7 @@ func (s *deadSummary) print(w io.Writer, q string, left int, items bool, bodyByt
 			continue
 		}
 		it := g.sample
-		fmt.Fprintf(w, "\n%s: %d items; sample: #%d id=%s", g.reason, g.count, it.pos, it.id)
+		fmt.Fprintf(w, "\n%s: %s; sample: #%d id=%s", g.reason, plural(g.count, "item"), it.pos, it.id)
 		if !it.at.IsZero() {
 			fmt.Fprintf(w, " queued %s", it.at.UTC().Format(time.RFC3339))
 		}
@@ -233,4 +233,12 @@ func setOf(l listFlag) map[string]bool {
 		m[s] = true
 	}
 	return m
+}
+
+// plural returns "1 item", "2 items".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

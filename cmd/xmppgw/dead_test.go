@@ -214,7 +214,7 @@ func TestDeadListAndRequeue(t *testing.T) {
 		fmt.Sprintf("text_too_long: 10 items; sample: #1 id=item-0 queued %s %d bytes", at(0), size(0)),
 		"error: text_too_long: text is 70000 bytes, limit 65536",
 		fmt.Sprintf(`body:  {"target":"alice@example.org","text":"item 0 %s… (%d bytes)`, strings.Repeat("x", 120-45), size(0)),
-		"expired: 2 items; sample: #31 id=item-30", "dead-lettered by the broker (x-death): expired from queue " + out,
+		"expired: 2 items; sample: #31 id=item-30", "unknown: 1 item; sample: #33 id=item-32", "dead-lettered by the broker (x-death): expired from queue " + out,
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("dead output lacks %q", want)
@@ -225,6 +225,13 @@ func TestDeadListAndRequeue(t *testing.T) {
 	}
 	if n := b.ready(dead); n != 33 {
 		t.Fatalf("after the listing %s holds %d, want 33", dead, n)
+	}
+
+	// --max: only the head is examined, and the listing says so.
+	_, stdout, _ = runCmd("dead", "-c", cfg, "--max", "2")
+	if !strings.Contains(stdout, dead+": 2 items examined") || !strings.Contains(stdout, "31 items behind them not examined (--max)") ||
+		!strings.Contains(stdout, "    1  bad_jid ") {
+		t.Errorf("dead --max 2:\n%s", stdout)
 	}
 
 	// --items with a reason: one line per item of that reason.
@@ -299,7 +306,7 @@ func TestDeadListAndRequeue(t *testing.T) {
 
 	// All, with --max: only the head moves.
 	code, stdout, _ = runCmd("dead", "requeue", "-c", cfg, "--all", "--max", "5")
-	if code != exitOK || !strings.Contains(stdout, "requeued 5 of 5 selected") || !strings.Contains(stdout, fmt.Sprintf("%d more items", len(rest)-5)) {
+	if code != exitOK || !strings.Contains(stdout, "requeued 5 of 5 selected") || !strings.Contains(stdout, fmt.Sprintf("%d items behind them in %s not examined (--max 5)", len(rest)-5, dead)) {
 		t.Fatalf("requeue --all --max 5: exit %d\n%s", code, stdout)
 	}
 	if got := ids(b.drain(out)); strings.Join(got, " ") != strings.Join(rest[:5], " ") {
