@@ -393,10 +393,21 @@ func readmeBlock(t *testing.T, readme, marker string, subs map[string]string) st
 		t.Fatal(err)
 	}
 	var block string
-	for _, part := range strings.Split(string(b), "```")[1:] {
-		if strings.Contains(part, marker) {
-			block = part[strings.Index(part, "\n")+1:]
-			break
+	var cur strings.Builder
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		fence := strings.HasPrefix(strings.TrimSpace(line), "```")
+		switch {
+		case !in && fence:
+			in = true
+			cur.Reset()
+		case in && strings.TrimSpace(line) == "```":
+			in = false
+			if block == "" && strings.Contains(cur.String(), marker) {
+				block = cur.String()
+			}
+		case in:
+			cur.WriteString(line + "\n")
 		}
 	}
 	if block == "" {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -251,4 +252,82 @@ func dashboardQueries(t *testing.T, path string) []string {
 		}
 	}
 	return out
+}
+
+// readmeBlocks returns the fenced blocks of README.md that contain marker.
+func readmeBlocks(t *testing.T, marker string) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var block strings.Builder
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		fence := strings.HasPrefix(strings.TrimSpace(line), "```")
+		switch {
+		case !in && fence:
+			in = true
+			block.Reset()
+		case in && strings.TrimSpace(line) == "```":
+			in = false
+			if strings.Contains(block.String(), marker) {
+				out = append(out, block.String())
+			}
+		case in:
+			block.WriteString(line + "\n")
+		}
+	}
+	return out
+}
+
+// The README's web configuration is the example file's (comments aside);
+// every file its commands name exists; its table of alerts lists exactly
+// the alerts of xmppgw.alerts.yml.
+func TestREADMEMatchesTheFiles(t *testing.T) {
+	blocks := readmeBlocks(t, "basic_auth_users:")
+	if len(blocks) != 1 {
+		t.Fatalf("README: %d blocks with basic_auth_users", len(blocks))
+	}
+	example, err := os.ReadFile("web-config.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inREADME, inFile any
+	if err := yaml.Unmarshal([]byte(blocks[0]), &inREADME); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(example, &inFile); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(inREADME, inFile) {
+		t.Errorf("README's web configuration %v differs from web-config.example.yml %v", inREADME, inFile)
+	}
+
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`configs/prometheus/[\w.-]+`).FindAllString(string(readme), -1) {
+		if _, err := os.Stat(filepath.Join("../..", m)); err != nil {
+			t.Errorf("README names %s: %v", m, err)
+		}
+	}
+
+	var alerts []string
+	for _, g := range readRules(t, "xmppgw.alerts.yml").Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+		}
+	}
+	var documented []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `(Xmppgw\\w+)` \\|").FindAllStringSubmatch(string(readme), -1) {
+		documented = append(documented, m[1])
+	}
+	slices.Sort(alerts)
+	slices.Sort(documented)
+	if !slices.Equal(alerts, documented) {
+		t.Errorf("README's table of alerts %v, the rules %v", documented, alerts)
+	}
 }
