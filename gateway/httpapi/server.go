@@ -141,12 +141,13 @@ func (srv *Server) serveWith(ctx context.Context, ln *connLimiter, lim httpLimit
 // answer is not cached, and nothing about the JID reaches the metrics.
 //
 // gate says whether the endpoint may answer at all (presenceGate): when it
-// refuses, the answer is 403 with the reason, and the JID is not looked at.
+// refuses, the answer is 403 with the rule (never a detail of the web
+// configuration, such as its path), and the JID is not looked at.
 func (srv *Server) routesPresence(mux *http.ServeMux, gate func() error) {
 	mux.HandleFunc("GET /v1/presence/{jid}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if err := gate(); err != nil {
-			http.Error(w, "/v1/presence is refused: "+err.Error(), http.StatusForbidden)
+		if gate() != nil {
+			http.Error(w, "/v1/presence is refused: "+errPresenceClosed.Error(), http.StatusForbidden)
 			return
 		}
 		j, err := jid.Parse(r.PathValue("jid"))
