@@ -93,7 +93,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	g.receipts = newReceiptBook(receiptBookSize)
 	g.muc = muc.New(muc.Options{
 		Log:     g.log,
-		Metrics: muc.Metrics{Rooms: g.metrics.MUCRooms, Rejoins: g.metrics.MUCRejoins},
+		Metrics: muc.Metrics{Rooms: g.metrics.MUCRooms, Rejoins: g.metrics.MUCRejoins, SelfPings: g.metrics.MUCSelfPings},
 		From:    mucFrom(cfg),
 	})
 	g.muc.Configure(mucConfig(cfg))

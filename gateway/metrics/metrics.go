@@ -31,6 +31,7 @@ type Metrics struct {
 
 	MUCRooms            *prometheus.GaugeVec // state: joined, joining, failed
 	MUCRejoins          prometheus.Counter
+	MUCSelfPings        *prometheus.CounterVec // result: joined, lost, unknown
 	Receipts            *prometheus.CounterVec // status: received, displayed, acknowledged
 	ReceiptsUnsolicited prometheus.Counter     // receipts for ids we did not send, or from strangers
 	ReceiptsSent        prometheus.Counter     // XEP-0184 receipts sent for confirmed inbound messages
@@ -126,6 +127,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "xmppgw_muc_rejoins_total",
 			Help: "Rejoins of rooms that forgot the gateway: kicked, a failed self-ping, a bounce saying it is not an occupant.",
 		}),
+		MUCSelfPings: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "xmppgw_muc_self_pings_total",
+			Help: "XEP-0410 self-pings of rooms by what they showed: joined, lost (the room forgot the gateway, or no answer in 30 s: it rejoins), unknown (a remote server error).",
+		}, []string{"result"}),
 		Receipts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "xmppgw_receipts_total",
 			Help: "Receipts (XEP-0184) and chat markers (XEP-0333) received for messages sent with receipt: true, by status.",

@@ -41,8 +41,9 @@ type Writer interface{ Write([]byte) error }
 
 // Metrics are the series the manager keeps.
 type Metrics struct {
-	Rooms   *prometheus.GaugeVec // state: joined, joining, failed
-	Rejoins prometheus.Counter
+	Rooms     *prometheus.GaugeVec // state: joined, joining, failed
+	Rejoins   prometheus.Counter
+	SelfPings *prometheus.CounterVec // result: joined, lost, unknown
 }
 
 // Options configure a Manager.
@@ -129,6 +130,9 @@ func New(o Options) *Manager {
 	for _, s := range []State{Joined, Joining, Failed} {
 		o.Metrics.Rooms.WithLabelValues(s.String())
 	}
+	for _, r := range []string{"joined", "lost", "unknown"} {
+		o.Metrics.SelfPings.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -214,6 +218,7 @@ func (m *Manager) Tick() {
 			}
 		case Joined:
 			if r.pingID != "" && now.Sub(r.pingAt) > pingTimeout {
+				m.o.Metrics.SelfPings.WithLabelValues("lost").Inc()
 				m.log.Warn("self-ping unanswered; rejoining", "room", r.cfg.JID)
 				m.rejoin(r, now, "self-ping unanswered")
 				continue
@@ -497,10 +502,13 @@ func (m *Manager) IQResult(id, from, typ, cond string) bool {
 	// forgot us.
 	switch {
 	case typ == "result", cond == "service-unavailable", cond == "feature-not-implemented":
+		m.o.Metrics.SelfPings.WithLabelValues("joined").Inc()
 		r.aliveAt = now
 	case cond == "remote-server-not-found", cond == "remote-server-timeout":
+		m.o.Metrics.SelfPings.WithLabelValues("unknown").Inc()
 		r.aliveAt = now // indeterminate: ask again next time
 	default:
+		m.o.Metrics.SelfPings.WithLabelValues("lost").Inc()
 		m.log.Warn("self-ping says the room forgot the gateway; rejoining", "room", r.cfg.JID, "condition", cond)
 		m.rejoin(r, now, "self-ping: "+cond)
 		m.gauges()

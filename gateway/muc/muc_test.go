@@ -45,8 +45,9 @@ func newEnv(t *testing.T, c Config) *env {
 	t.Helper()
 	e := &env{s: &fakeSession{}, now: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
 	e.met = Metrics{
-		Rooms:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rooms"}, []string{"state"}),
-		Rejoins: prometheus.NewCounter(prometheus.CounterOpts{Name: "rejoins"}),
+		Rooms:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rooms"}, []string{"state"}),
+		Rejoins:   prometheus.NewCounter(prometheus.CounterOpts{Name: "rejoins"}),
+		SelfPings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pings"}, []string{"result"}),
 	}
 	e.m = New(Options{Metrics: e.met, From: "notices@gw.example.org"})
 	e.m.now = func() time.Time { return e.now }
@@ -146,6 +147,9 @@ func TestJoinSelfPingRejoin(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(e.met.Rejoins); v != 1 {
 		t.Fatalf("rejoins = %v", v)
+	}
+	if ok, lost := testutil.ToFloat64(e.met.SelfPings.WithLabelValues("joined")), testutil.ToFloat64(e.met.SelfPings.WithLabelValues("lost")); ok != 1 || lost != 1 {
+		t.Fatalf("self-pings joined %v lost %v, want 1 and 1", ok, lost)
 	}
 	e.advance(time.Second) // backoff
 	joinID(t, e.s.take(), ops+"/notices")

@@ -119,7 +119,7 @@ func (p *Prosody) start() error {
 			}
 			if time.Now().After(deadline) {
 				p.stop(syscall.SIGKILL)
-				return fmt.Errorf("harness: prosody did not open %s within %s", addr, prosodyStartTimeout)
+				return fmt.Errorf("harness: prosody did not open %s within %s; its output:\n%s\nits log:\n%s", addr, prosodyStartTimeout, p.out.String(), fileTail(p.LogFile, 4096))
 			}
 		}
 	}
@@ -136,6 +136,15 @@ func (p *Prosody) start() error {
 		}
 	}
 	return nil
+}
+
+// fileTail returns the last n bytes of the file at path, or why it cannot.
+func fileTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return tail(string(b), n)
 }
 
 // Stop stops the server gracefully (SIGTERM, SIGKILL after a timeout) and
