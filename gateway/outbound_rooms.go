@@ -21,7 +21,9 @@ import (
 // back into the out queue config.WaitTTL later, and acknowledged once the
 // broker confirmed the copy (at-least-once, as dead letters). While any
 // item of a room is parked, newer items of the room are parked behind it,
-// so a room's items keep their order. An item to a room that is not
+// and parked items come back in the order they left, so a room's items keep
+// their order (across a restart of the gateway the count of parked items
+// is lost: a new item may then overtake parked ones). An item to a room that is not
 // configured, or that refused the gateway for good, is dead-lettered
 // (not_joined).
 
@@ -50,8 +52,13 @@ const (
 func (p *pipe) roomGate(d *amqp.Delivery, room string) (v roomVerdict, why error, err error) {
 	o := p.o
 	room, _, _ = strings.Cut(room, "/")
-	if h, _ := d.Headers[queue.ErrorHeader].(string); strings.HasPrefix(h, parkedPrefix) && o.parked[room] > 0 {
-		o.parked[room]-- // one of ours, back from the wait queue
+	// A parked item back from the wait queue is the oldest of its room
+	// there (the queue keeps their order): it does not wait behind the
+	// others, a new item does.
+	h, _ := d.Headers[queue.ErrorHeader].(string)
+	returning := strings.HasPrefix(h, parkedPrefix)
+	if returning && o.parked[room] > 0 {
+		o.parked[room]--
 	}
 	var timer *time.Timer
 	defer func() {
@@ -66,7 +73,7 @@ func (p *pipe) roomGate(d *amqp.Delivery, room string) (v roomVerdict, why error
 			return roomDead, &stanza.ItemError{Reason: ReasonNotJoined, Detail: "a groupchat item to a room that is not in muc.rooms"}, nil
 		case st == muc.Failed:
 			return roomDead, &stanza.ItemError{Reason: ReasonNotJoined, Detail: "the room refused the gateway (see the log and the status page)"}, nil
-		case o.parked[room] > 0:
+		case o.parked[room] > 0 && !returning:
 			return roomPark, nil, nil // behind the room's parked items
 		case st == muc.Joined:
 			return roomSend, nil, nil

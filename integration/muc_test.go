@@ -290,3 +290,77 @@ func TestMUCProsody(t *testing.T) {
 		}
 	}
 }
+
+// TestMUCParkedItems: a room the gateway cannot join yet (a MUC host where
+// only local users create rooms) keeps its items waiting, parked in the wait
+// queue, while items to other targets go out; once a person creates the
+// room the gateway joins on its next try and the room's items arrive, all
+// of them, in order.
+func TestMUCParkedItems(t *testing.T) {
+	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}, Host: `
+Component "restricted.localhost" "muc"
+	muc_room_locking = false
+	restrict_room_creation = "local"
+	max_history_messages = 100
+	muc_room_default_history_length = 100
+`})
+	alice := harness.DialClient(t, p, "alice", "alice-pass")
+	alicePres := watchPresences(alice)
+	const room = "later@restricted.localhost"
+	q := newQueues(t)
+	cfg := writeAndLoad(t, fmt.Sprintf(`xmpp:
+  mode: component
+  server: %s
+  domain: %s
+  secret: %s
+  keepalive: 5s
+`, p.ComponentAddr, p.ComponentDomain, p.Secret)+restOfConfig(t, q)+`muc:
+  rooms:
+    - jid: `+room+`
+`)
+	rg := startGateway(t, cfg)
+	waitFor(t, 30*time.Second, "the room refused for now", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joining"}`) == 1
+	})
+
+	const n = 20
+	var bodies [][]byte
+	for i := range n {
+		b, _ := json.Marshal(map[string]any{"target": room, "type": "groupchat", "text": fmt.Sprintf("waiting %d", i)})
+		bodies = append(bodies, b)
+		if i%4 == 0 { // other targets in between
+			b, _ = json.Marshal(map[string]any{"target": alice.JID.Bare().String(), "text": fmt.Sprintf("direct %d", i)})
+			bodies = append(bodies, b)
+		}
+	}
+	publishItems(t, q.out, "park-", bodies)
+	// The direct messages go out while the room still refuses the gateway.
+	for i := 0; i < n; i += 4 {
+		m := recv(t, alice, 60*time.Second)
+		if want := fmt.Sprintf("direct %d", i); m.Body != want {
+			t.Fatalf("got %q, want %q", m.Body, want)
+		}
+	}
+	if v := metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`); v != 0 {
+		t.Fatal("the room was joined before anyone created it")
+	}
+	waitFor(t, 30*time.Second, "the room's items parked", func() bool {
+		return metricValue(t, rg, `xmppgw_outbound_items_total{result="parked"}`) >= n
+	})
+	if v := metricValue(t, rg, `xmppgw_outbound_items_total{result="dead_lettered"}`); v != 0 {
+		t.Fatalf("%v items dead-lettered", v)
+	}
+
+	// alice creates the room; the gateway joins on its next try.
+	joinRoom(t, alice, alicePres, room, "alice", 0)
+	alicePres.wait(t, 0, room+"/notices", "available", 90*time.Second)
+	for i, m := range groupchats(t, alice, room+"/notices", n, 60*time.Second) {
+		if want := fmt.Sprintf("waiting %d", i); m.Body != want {
+			t.Fatalf("room message %d: %q, want %q", i, m.Body, want)
+		}
+	}
+	waitFor(t, 30*time.Second, "out and wait queues empty", func() bool {
+		return harness.QueueLen(t, q.out) == 0 && harness.QueueLen(t, q.out+".wait") == 0
+	})
+	harness.DeleteQueues(t, q.out+".wait")
+}
