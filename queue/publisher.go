@@ -206,12 +206,15 @@ func (p *Publisher) waitUnblocked(ctx context.Context) error {
 }
 
 // DeadLetter republishes delivery d to queue q, mandatory, with its body and
-// every property unchanged plus the header ErrorHeader = reason. The
-// delivery's own header table is not modified. notify is as for
-// PublishNotify.
+// properties plus the header ErrorHeader = reason, except, as RabbitMQ's own
+// dead-lettering does, its expiration (a dead letter that expires is a
+// lost item) and the x-delivery-count header of a quorum queue (which would
+// count the copy's deliveries from the original's). The delivery's own
+// header table is not modified. notify is as for PublishNotify.
 func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, reason string, notify chan<- struct{}) (*Confirm, error) {
 	headers := make(amqp.Table, len(d.Headers)+1)
 	maps.Copy(headers, d.Headers)
+	delete(headers, "x-delivery-count")
 	headers[ErrorHeader] = reason
 	msg := amqp.Publishing{
 		Headers:         headers,
@@ -221,7 +224,6 @@ func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, 
 		Priority:        d.Priority,
 		CorrelationId:   d.CorrelationId,
 		ReplyTo:         d.ReplyTo,
-		Expiration:      d.Expiration,
 		MessageId:       d.MessageId,
 		Timestamp:       d.Timestamp,
 		Type:            d.Type,

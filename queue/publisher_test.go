@@ -181,7 +181,7 @@ func TestDeadLetter(t *testing.T) {
 
 	ts := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	orig := amqp.Publishing{
-		Headers:         amqp.Table{"x-tenant": "acme", "x-n": int32(7), "x-nested": amqp.Table{"a": "b"}},
+		Headers:         amqp.Table{"x-tenant": "acme", "x-n": int32(7), "x-nested": amqp.Table{"a": "b"}, "x-delivery-count": int64(3)},
 		ContentType:     "application/json",
 		ContentEncoding: "identity",
 		DeliveryMode:    amqp.Persistent,
@@ -232,7 +232,8 @@ func TestDeadLetter(t *testing.T) {
 		{"content encoding", got.ContentEncoding, orig.ContentEncoding},
 		{"correlation id", got.CorrelationId, orig.CorrelationId},
 		{"reply to", got.ReplyTo, orig.ReplyTo},
-		{"expiration", got.Expiration, orig.Expiration},
+		{"expiration (dropped: a dead letter must not expire)", got.Expiration, ""},
+		{"x-delivery-count (dropped)", fmt.Sprint(got.Headers["x-delivery-count"]), "<nil>"},
 		{"message id", got.MessageId, orig.MessageId},
 		{"type", got.Type, orig.Type},
 		{"user id", got.UserId, orig.UserId},
