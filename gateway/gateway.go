@@ -108,6 +108,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		Config:   g.Config,
 		Links:    g.links,
 		Presence: g.pres,
+		Rooms:    g.roomsStatus,
 		Logger:   g.log.With("component", "http"),
 	})
 	if cfg.HTTP.Listen != "" {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"xmppgw/gateway/httpapi"
 	"xmppgw/gateway/muc"
 	"xmppgw/stanza"
 )
@@ -12,6 +13,19 @@ func mucConfig(cfg *Config) muc.Config {
 		c.Rooms = append(c.Rooms, muc.Room{JID: r.JID, Nick: cfg.RoomNick(r), Password: r.Password})
 	}
 	return c
+}
+
+// roomsStatus is the rooms for the status page.
+func (g *Gateway) roomsStatus() []httpapi.Room {
+	rs := g.muc.Rooms()
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]httpapi.Room, len(rs))
+	for i, r := range rs {
+		out[i] = httpapi.Room{JID: r.JID, Nick: r.Nick, State: r.State, Since: r.Since, Why: r.Why}
+	}
+	return out
 }
 
 // mucFrom is the address the gateway joins rooms from: <default_from>@<domain>

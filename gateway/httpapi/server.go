@@ -43,8 +43,19 @@ type Options struct {
 	// gateway's one notion of readiness (/readyz, the status page).
 	Links    func() (xmpp, amqp bool)
 	Presence Presence
+	// Rooms returns the group chats and their state (nil: none).
+	Rooms func() []Room
 	// Logger receives the server's few log lines; nil discards them.
 	Logger *slog.Logger
+}
+
+// Room is a group chat as the status page shows it.
+type Room struct {
+	JID   string    `json:"jid"`
+	Nick  string    `json:"nick"`
+	State string    `json:"state"` // joined, joining, failed
+	Since time.Time `json:"since"`
+	Why   string    `json:"why,omitempty"` // the last failure
 }
 
 // Server is the HTTP side of the gateway: /metrics, /healthz, /readyz,

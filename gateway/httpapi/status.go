@@ -65,6 +65,7 @@ type statusDoc struct {
 	Mode     stanza.Mode `json:"mode"`
 	XMPP     xmppInfo    `json:"xmpp"`
 	Queues   queueInfo   `json:"queues"`
+	Rooms    []Room      `json:"rooms,omitempty"`
 	Started  *time.Time  `json:"started,omitempty"` // nil while not recording
 	Uptime   float64     `json:"uptime_seconds"`
 	Now      int64       `json:"now"` // Unix milliseconds
@@ -176,6 +177,9 @@ func (srv *Server) status(now time.Time, sinceMs int64) *statusDoc {
 		}
 	}
 	d.Queues.Routes = cfg.RouteQueues()
+	if srv.opt.Rooms != nil {
+		d.Rooms = srv.opt.Rooms()
+	}
 	d.Current.Connected.XMPP, d.Current.Connected.AMQP = srv.opt.Links()
 	d.Current.Depth = num(math.NaN())
 	d.Current.LagP95, d.Current.LagMean, d.Current.BarrierP95 = num(math.NaN()), num(math.NaN()), num(math.NaN())

@@ -418,3 +418,31 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusRooms: the group chats and their state are on the page and in
+// /api/status; without rooms neither shows any.
+func TestStatusRooms(t *testing.T) {
+	api, srv := statusServer(t, "")
+	_, page := statusGet(t, srv.URL+"/")
+	_, doc := statusGet(t, srv.URL+"/api/status")
+	if strings.Contains(page, "rooms") || strings.Contains(doc, `"rooms"`) {
+		t.Fatal("rooms shown without rooms")
+	}
+	since := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	api.opt.Rooms = func() []Room {
+		return []Room{
+			{JID: "ops@conference.example.org", Nick: "notices", State: "joined", Since: since},
+			{JID: "private@conference.example.org", Nick: "notices", State: "failed", Since: since, Why: "members-only room"},
+		}
+	}
+	_, page = statusGet(t, srv.URL+"/")
+	for _, want := range []string{"ops@conference.example.org</span> joined", "private@conference.example.org</span> failed", `title="members-only room"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	_, doc = statusGet(t, srv.URL+"/api/status")
+	if !strings.Contains(doc, `"rooms":[{"jid":"ops@conference.example.org","nick":"notices","state":"joined","since":"2026-11-29T10:00:00Z"}`) {
+		t.Errorf("/api/status: %s", doc)
+	}
+}
