@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,11 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		Log:     g.log,
 		Metrics: muc.Metrics{Rooms: g.metrics.MUCRooms, Rejoins: g.metrics.MUCRejoins, SelfPings: g.metrics.MUCSelfPings},
 		From:    mucFrom(cfg),
+		Echo: func(ev *stanza.Event) {
+			if ev.StanzaIDBy != "" && strings.HasPrefix(ev.From, ev.StanzaIDBy+"/") {
+				g.receipts.alias(ev.StanzaID, ev.ID, ev.From)
+			}
+		},
 	})
 	g.muc.Configure(mucConfig(cfg))
 	var err error

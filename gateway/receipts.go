@@ -27,10 +27,55 @@ type receiptBook struct {
 	ring []uint64          // ids in the order added; ring[next] is the oldest once full
 	next int
 	size int
+
+	// aliases map the ids rooms gave our messages (XEP-0359 stanza-id,
+	// which occupants' markers quote, XEP-0333 §5) to our ids; oldest
+	// forgotten first, bounded in number and bytes.
+	aliases    map[string]string
+	aliasOrder []string
+	aliasBytes int
 }
 
+// Bounds of the room aliases.
+const (
+	aliasMax      = 65536
+	aliasMaxBytes = 8 << 20
+)
+
 func newReceiptBook(size int) *receiptBook {
-	return &receiptBook{seed: maphash.MakeSeed(), m: make(map[uint64]uint64), size: size}
+	return &receiptBook{seed: maphash.MakeSeed(), m: make(map[uint64]uint64), size: size, aliases: map[string]string{}}
+}
+
+// alias records that a room calls our message ours by roomID, if ours was
+// sent with a receipt request to the room from (room/nick).
+func (b *receiptBook) alias(roomID, ours, from string) {
+	if roomID == "" || roomID == ours || !b.match(ours, from) {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.aliases[roomID]; ok {
+		return
+	}
+	size := len(roomID) + len(ours)
+	for len(b.aliasOrder) > 0 && (len(b.aliasOrder) >= aliasMax || b.aliasBytes+size > aliasMaxBytes) {
+		old := b.aliasOrder[0]
+		b.aliasBytes -= len(old) + len(b.aliases[old])
+		delete(b.aliases, old)
+		b.aliasOrder[0] = ""
+		b.aliasOrder = b.aliasOrder[1:]
+	}
+	b.aliases[roomID] = ours
+	b.aliasOrder = append(b.aliasOrder, roomID)
+	b.aliasBytes += size
+}
+
+// resolve returns our id for an id a room gave one of our messages.
+func (b *receiptBook) resolve(roomID string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ours, ok := b.aliases[roomID]
+	return ours, ok
 }
 
 // add remembers that the message id went to the JID to.
@@ -86,8 +131,12 @@ func (b *receiptBook) bare(j string) uint64 {
 // counted and dropped otherwise.
 func (g *Gateway) receipt(s *component.Session, ev *stanza.Event) {
 	if !g.receipts.match(ev.ID, ev.From) {
-		g.metrics.ReceiptsUnsolicited.Inc()
-		return
+		ours, ok := g.receipts.resolve(ev.ID) // an occupant's marker quoting the room's id
+		if !ok || !g.receipts.match(ours, ev.From) {
+			g.metrics.ReceiptsUnsolicited.Inc()
+			return
+		}
+		ev.ID = ours
 	}
 	g.metrics.Receipts.WithLabelValues(ev.Status).Inc()
 	g.in.offer(s, ev)

@@ -200,3 +200,51 @@ func TestInboundBlockedWaitFromArrival(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReceiptRoomAliases: an occupant's marker quoting the id the room gave
+// one of our messages (its stanza-id) is a receipt for our id; the alias is
+// taken only for a message sent with receipt: true to that room, and the
+// aliases are bounded.
+func TestReceiptRoomAliases(t *testing.T) {
+	b := newReceiptBook(16)
+	b.add("ours-1", "ops@conference.example.org")
+	b.alias("room-7", "ours-1", "ops@conference.example.org/notices")
+	b.alias("room-8", "not-ours", "ops@conference.example.org/notices")
+	b.alias("room-9", "ours-1", "other@conference.example.org/notices")
+	if got, ok := b.resolve("room-7"); !ok || got != "ours-1" {
+		t.Fatalf("resolve(room-7) = %q %v", got, ok)
+	}
+	for _, id := range []string{"room-8", "room-9"} {
+		if _, ok := b.resolve(id); ok {
+			t.Fatalf("alias %s taken", id)
+		}
+	}
+	big := newReceiptBook(aliasMax + 10)
+	for i := range aliasMax + 5 {
+		id := fmt.Sprint("o", i)
+		big.add(id, "r@c")
+		big.alias(fmt.Sprint("room", i), id, "r@c/n")
+	}
+	if len(big.aliases) != aliasMax || len(big.aliasOrder) != aliasMax {
+		t.Fatalf("%d aliases, bound %d", len(big.aliases), aliasMax)
+	}
+	if _, ok := big.resolve("room0"); ok {
+		t.Fatal("the oldest alias kept")
+	}
+
+	// Through the gateway: the marker becomes a receipt event with our id.
+	g := newTestGateway(t, "")
+	pub := &fakeEvents{auto: true}
+	usePublisher(g, func() eventPublisher { return pub })
+	g.receipts.add("ours-1", "ops@conference.example.org")
+	g.receipts.alias("room-7", "ours-1", "ops@conference.example.org/notices")
+	reader{g}.Message(nil, &stanza.Event{Kind: "receipt", ID: "room-7", From: "ops@conference.example.org/alice", Status: "displayed"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.in.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pub.count() != 1 || !strings.Contains(string(pub.published[0].Body), `"id":"ours-1"`) {
+		t.Fatalf("published %d: %v", pub.count(), pub.published)
+	}
+}

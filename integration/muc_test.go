@@ -18,6 +18,7 @@ import (
 
 const prosodyMUC = `
 Component "conference.localhost" "muc"
+	modules_enabled = { "muc_mam" }
 	muc_room_locking = false
 	muc_room_default_persistent = true
 	max_history_messages = 5000
@@ -198,6 +199,29 @@ func TestMUCProsody(t *testing.T) {
 	}
 	if ev.Kind != "message" || ev.Type != "groupchat" || ev.Room != ops || ev.Nick != "alice" || ev.From != ops+"/alice" || ev.Text != "hello notices" {
 		t.Fatalf("room event %s", got[0].Body)
+	}
+
+	// Markers from occupants: a groupchat item with receipt: true is
+	// markable (no XEP-0184 request in a room); alice's displayed marker
+	// quotes the id the room gave it, and becomes a receipt for ours.
+	harness.PublishJSON(t, q.out, map[string]any{"target": ops, "type": "groupchat", "text": "read me", "id": "mk-1", "receipt": true})
+	mk := groupchats(t, alice, ops+"/notices", 1, 30*time.Second)[0]
+	if _, ok := childAttrs(t, mk.Raw, "urn:xmpp:chat-markers:0", "markable"); !ok {
+		t.Fatalf("not markable: %s", mk.Raw)
+	}
+	if _, ok := childAttrs(t, mk.Raw, "urn:xmpp:receipts", "request"); ok {
+		t.Fatalf("a receipt request in a room: %s", mk.Raw)
+	}
+	sid, ok := childAttrs(t, mk.Raw, "urn:xmpp:sid:0", "stanza-id")
+	if !ok || sid["by"] != ops || sid["id"] == "" {
+		t.Fatalf("no stanza-id from the room: %s", mk.Raw)
+	}
+	if err := alice.SendRaw(context.Background(), `<message to='`+ops+`' type='groupchat'><displayed xmlns='urn:xmpp:chat-markers:0' id='`+sid["id"]+`'/></message>`); err != nil {
+		t.Fatal(err)
+	}
+	rc := harness.Get(t, q.in, 1, 30*time.Second)
+	if len(rc) != 1 || !strings.Contains(string(rc[0].Body), `"kind":"receipt","id":"mk-1","from":"`+ops+`/alice"`) || !strings.Contains(string(rc[0].Body), `"status":"displayed"`) {
+		t.Fatalf("want a displayed receipt for mk-1 from alice in the room, got %d events", len(rc))
 	}
 
 	// A groupchat item to a room that is not configured is dead-lettered.

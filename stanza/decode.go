@@ -69,6 +69,10 @@ type Event struct {
 	// Delayed: the message carries a XEP-0203 <delay/> (offline storage, a
 	// room's history). Not part of the JSON.
 	Delayed bool
+	// StanzaID and StanzaIDBy are the first XEP-0359 <stanza-id/> (the
+	// id a room or archive gave the message, and who gave it). Not part of
+	// the JSON.
+	StanzaID, StanzaIDBy string
 }
 
 // ErrUnexpectedEOF wraps the reader's end of input inside a stanza: the
@@ -99,6 +103,7 @@ const (
 	cEncrypted // OMEMO <encrypted/>, XEP-0373 <openpgp/> or XEP-0027 <x/>
 	cMUCUser   // XEP-0045 <x xmlns='…muc#user'/> in presence
 	cDelay     // XEP-0203 <delay/>
+	cStanzaID  // XEP-0359 <stanza-id/>
 )
 
 // kinds is a set of child kinds: 1<<kind for each.

@@ -79,6 +79,7 @@ type messageReader struct {
 	replace                  string // the XEP-0308 correction's id
 	encrypted                string // "omemo" or "openpgp"
 	encPayload               bool   // the OMEMO element has a <payload/>: a message, not key transport
+	stanzaID, stanzaIDBy     string // the first XEP-0359 stanza-id
 }
 
 // start notes the kind of an element just opened at m.depth.
@@ -111,6 +112,16 @@ func (m *messageReader) extension(t *xml.StartElement) {
 		m.replace = attrID(t)
 		if len(m.replace) > MaxInIDBytes {
 			m.setErr("policy-violation", fmt.Sprintf("the id of the correction is over the limit of %d bytes", MaxInIDBytes))
+		}
+	case cStanzaID:
+		id, by := attrID(t), ""
+		for _, a := range t.Attr {
+			if a.Name.Space == "" && a.Name.Local == "by" {
+				by = a.Value
+			}
+		}
+		if len(id) <= MaxInIDBytes && len(by) <= MaxInJIDBytes {
+			m.stanzaID, m.stanzaIDBy = id, by
 		}
 	case cEncrypted:
 		m.encrypted = "openpgp"
@@ -153,6 +164,8 @@ func (m *messageReader) childKind(n xml.Name) int {
 		return cReplace
 	case n.Space == nsDelay && n.Local == "delay":
 		return cDelay
+	case n.Space == nsSID && n.Local == "stanza-id":
+		return cStanzaID
 	case (n.Space == nsOMEMO1 || n.Space == nsOMEMO2) && n.Local == "encrypted",
 		n.Space == nsOX && n.Local == "openpgp",
 		n.Space == nsPGPOld && n.Local == "x":
@@ -249,6 +262,7 @@ func (m *messageReader) complete(ev *Event) error {
 	ev.Thread = ownedString(m.thread)
 	ev.Replace = m.replace
 	ev.Delayed = m.seen.has(cDelay)
+	ev.StanzaID, ev.StanzaIDBy = m.stanzaID, m.stanzaIDBy
 	ev.WantsReceipt = m.seen.has(cRequest) && ev.ID != "" && ev.Type != "groupchat"
 	return nil
 }

@@ -111,6 +111,9 @@ func TestDecodeMessage(t *testing.T) {
 		// history a room replays, or offline storage: Delayed
 		33: {in: `<message from='r@c/bob' type='groupchat' id='h'><body>old</body><delay xmlns='urn:xmpp:delay' from='r@c' stamp='2026-11-29T10:00:00Z'/></message>`,
 			want: Event{Kind: "message", ID: "h", From: "r@c/bob", Type: "groupchat", Text: "old", Delayed: true}},
+		// the id a room gave the message
+		34: {in: `<message from='r@c/notices' type='groupchat' id='ours'><body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='ours'/><stanza-id xmlns='urn:xmpp:sid:0' id='room-7' by='r@c'/></message>`,
+			want: Event{Kind: "message", ID: "ours", From: "r@c/notices", Type: "groupchat", Text: "x", StanzaID: "room-7", StanzaIDBy: "r@c"}},
 		// an extension in the wrong namespace is ignored
 		32: {in: `<message from='a@b/p'><body>x</body><encrypted xmlns='urn:other'><payload/></encrypted><replace id='q'/></message>`,
 			want: Event{Kind: "message", From: "a@b/p", Type: "normal", Text: "x"}},

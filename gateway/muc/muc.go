@@ -54,6 +54,10 @@ type Options struct {
 	// in component mode; "" in client mode (the server stamps the
 	// account's full JID).
 	From string
+	// Echo, if set, gets the room's echo of each of the gateway's own
+	// messages (which carries the id the room gave it), outside the
+	// manager's lock.
+	Echo func(ev *stanza.Event)
 }
 
 // Timing of joins and self-pings.
@@ -543,6 +547,12 @@ func (m *Manager) Message(ev *stanza.Event) bool {
 	if ev.Type != "groupchat" {
 		ev.Room, ev.Nick = bare, nick // a private message from an occupant
 		return nick != ""
+	}
+	if nick == r.nick && nick != "" && m.o.Echo != nil {
+		m.mu.Unlock()
+		m.o.Echo(ev)
+		m.mu.Lock()
+		return false
 	}
 	if nick == "" || nick == r.nick || ev.Delayed {
 		return false

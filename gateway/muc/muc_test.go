@@ -281,6 +281,14 @@ func TestMessages(t *testing.T) {
 			t.Errorf("%d: keep %v room %q nick %q", i, got, ev.Room, ev.Nick)
 		}
 	}
+	// The room's echo of our own message goes to the Echo hook (which
+	// learns the id the room gave it).
+	var echoed []string
+	e.m.o.Echo = func(ev *stanza.Event) { echoed = append(echoed, ev.StanzaID) }
+	echo := stanza.Event{Kind: "message", Type: "groupchat", From: ops + "/notices", Text: "ours", StanzaID: "room-1"}
+	if e.m.Message(&echo) || len(echoed) != 1 || echoed[0] != "room-1" {
+		t.Fatalf("echo: hook got %q", echoed)
+	}
 	// A bounce saying we are not in the room rejoins it; it is still an
 	// event (an error for our item).
 	ev := stanza.Event{Kind: "error", From: ops, Condition: "not-acceptable"}
