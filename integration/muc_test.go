@@ -245,7 +245,9 @@ func TestMUCProsody(t *testing.T) {
 	harness.PublishJSON(t, q.out, map[string]any{"target": ops, "type": "groupchat", "text": "after the kick"})
 	groupchats(t, alice, ops+"/notices", 1, 30*time.Second)
 
-	// SIGHUP: conflict removed (left), dev added (joined).
+	// SIGHUP: conflict removed (left), dev (which alice created) added
+	// (joined).
+	joinRoom(t, alice, alicePres, dev, "alice", 0)
 	cfg2 := writeAndLoad(t, base+`muc:
   self_ping: 5s
   rooms:
@@ -255,7 +257,7 @@ func TestMUCProsody(t *testing.T) {
 `)
 	rg.Reload(cfg2)
 	alicePres.wait(t, 0, conflict+"/notices-2", "unavailable", 30*time.Second)
-	joinRoom(t, alice, alicePres, dev, "alice", 50)
+	alicePres.wait(t, 0, dev+"/notices", "available", 30*time.Second)
 	waitFor(t, 30*time.Second, "dev joined", func() bool {
 		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 2
 	})
@@ -291,6 +293,16 @@ func TestMUCProsody(t *testing.T) {
 		}
 	}
 
+	// Destroyed by its owner: failed for good (joining would create it
+	// again).
+	destroy := `<iq type='set' to='` + dev + `'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy><reason>done</reason></destroy></query></iq>`
+	if reply, err := alice2.SendIQ(context.Background(), destroy); err != nil || harness.IQType(reply) != "result" {
+		t.Fatalf("destroy: %v %s", err, reply)
+	}
+	waitFor(t, 30*time.Second, "the destroyed room failed", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 2
+	})
+
 	// Banned: failed for good, and its items are dead-lettered rather
 	// than rejoined in a loop.
 	ban := `<iq type='set' to='` + ops + `'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='notices@` + p.ComponentDomain + `' affiliation='outcast'/></query></iq>`
@@ -298,7 +310,7 @@ func TestMUCProsody(t *testing.T) {
 		t.Fatalf("ban: %v %s", err, reply)
 	}
 	waitFor(t, 30*time.Second, "the banned room failed", func() bool {
-		return metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 2
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 3
 	})
 	harness.PublishJSON(t, q.out, map[string]any{"target": ops, "type": "groupchat", "text": "after the ban"})
 	deadline = time.After(30 * time.Second)
