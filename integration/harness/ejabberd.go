@@ -26,10 +26,27 @@ type Ejabberd struct {
 	args []string // the ejabberdctl options that select this node
 }
 
+// EjabberdOptions configure StartEjabberdWith.
+type EjabberdOptions struct {
+	Users map[string]string // user → password, registered on Domain
+	// Modules is YAML added to the end of the modules section, each line
+	// indented by two spaces like the harness's own modules, e.g.
+	//
+	//	  mod_muc:
+	//	    hosts: [conference.localhost]
+	Modules string
+}
+
 // StartEjabberd starts a private ejabberd node (Debian's ejabberdctl runs it
 // as the ejabberd user) with c2s and the component on free loopback ports,
 // registers users, and stops it when the test ends.
 func StartEjabberd(t testing.TB, users map[string]string) *Ejabberd {
+	t.Helper()
+	return StartEjabberdWith(t, EjabberdOptions{Users: users})
+}
+
+// StartEjabberdWith is StartEjabberd with more modules.
+func StartEjabberdWith(t testing.TB, opts EjabberdOptions) *Ejabberd {
 	t.Helper()
 	if _, err := exec.LookPath("ejabberdctl"); err != nil {
 		t.Fatal("ejabberd not installed: run .ci/setup")
@@ -39,11 +56,14 @@ func StartEjabberd(t testing.TB, users map[string]string) *Ejabberd {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m := strings.TrimRight(opts.Modules, "\n"); m != "" {
+		cfg += strings.TrimLeft(m, "\n") + "\n" // modules is the last section
+	}
 	if err := e.writeFiles(cfg); err != nil {
 		t.Fatal(err)
 	}
 	e.run(t)
-	for user, pass := range users {
+	for user, pass := range opts.Users {
 		if b, err := e.ctl("register", user, e.Domain, pass).CombinedOutput(); err != nil {
 			t.Fatalf("harness: ejabberdctl register %s: %v\n%s", user, err, b)
 		}
@@ -85,7 +105,8 @@ listen:
     starttls_required: false
 `
 
-// ejabberdBase is the rest of the server's configuration.
+// ejabberdBase is the rest of the server's configuration; its modules
+// section comes last (EjabberdOptions.Modules extends it).
 const ejabberdBase = `
 hosts:
   - localhost
