@@ -3,7 +3,9 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -23,6 +25,11 @@ type Topology struct {
 	// by the broker's dead-lettering. "" declares none.
 	WaitQueue string
 	WaitTTL   time.Duration
+	// Legacy, if set, hears of an out queue that exists without the
+	// dead-letter arguments Declare gives new ones (declared by an older
+	// gateway): it is used as it is, and the broker drops what expires in
+	// it instead of moving it to the dead-letter queue.
+	Legacy    func(queue, detail string)
 	Extra     []string // route queues the gateway declares as well (inbound.routes values)
 	QueueType string   // "classic" (default when empty) | "quorum"
 }
@@ -50,6 +57,18 @@ func (t Topology) Args(q string) amqp.Table {
 	if q == t.OutQueue {
 		// A second gateway is a hot standby, not a competing consumer.
 		args[amqp.SingleActiveConsumerArg] = true
+		if t.DeadLetterQueue != "" {
+			// What the broker itself takes out of the queue (an item whose
+			// AMQP expiration passed, one over a quorum queue's delivery
+			// limit) goes to the dead-letter queue, with the broker's
+			// x-death header saying why, instead of being dropped.
+			args["x-dead-letter-exchange"] = ""
+			args["x-dead-letter-routing-key"] = t.DeadLetterQueue
+			if t.QueueType == Quorum {
+				args["x-dead-letter-strategy"] = "at-least-once"
+				args["x-overflow"] = "reject-publish"
+			}
+		}
 	}
 	if q == t.WaitQueue && q != "" {
 		args["x-message-ttl"] = t.WaitTTL.Milliseconds()
@@ -65,6 +84,22 @@ func (t Topology) Args(q string) amqp.Table {
 		return nil
 	}
 	return args
+}
+
+// declareLegacy declares the out queue q with the arguments of gateways
+// before the dead-letter ones, on a channel of its own.
+func declareLegacy(conn *amqp.Connection, q string, t Topology) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	args := t.Args(q)
+	for _, k := range []string{"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy", "x-overflow"} {
+		delete(args, k)
+	}
+	_, err = ch.QueueDeclare(q, true, false, false, false, args)
+	return err
 }
 
 // Declare declares every queue of t durable on its own short-lived channels
@@ -105,6 +140,24 @@ func Declare(conn *amqp.Connection, t Topology) error {
 		}
 		ch = nil // a failed declare closes the channel
 		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed && q == t.OutQueue && t.DeadLetterQueue != "" {
+			// An out queue from before the dead-letter arguments: take it
+			// as it is if it matches the old ones.
+			lerr := declareLegacy(conn, q, t)
+			if lerr == nil {
+				if t.Legacy != nil {
+					t.Legacy(q, strings.TrimPrefix(aerr.Reason, "PRECONDITION_FAILED - "))
+				}
+				continue
+			}
+			// Not an old queue either: its own mismatch (the queue type,
+			// say) is the one to report.
+			var laerr *amqp.Error
+			if errors.As(lerr, &laerr) && laerr.Code == amqp.PreconditionFailed {
+				aerr = laerr
+				err = lerr
+			}
+		}
 		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
 			errs = append(errs, &TopologyError{Queue: q, Detail: strings.TrimPrefix(aerr.Reason, "PRECONDITION_FAILED - "), Err: aerr})
 			continue
@@ -115,4 +168,16 @@ func Declare(conn *amqp.Connection, t Topology) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// legacyWarning is the Legacy callback that logs, once per connection, that
+// the out queue predates its dead-letter arguments.
+func legacyWarning(log *slog.Logger) func(queue, detail string) {
+	var once sync.Once
+	return func(q, detail string) {
+		once.Do(func() {
+			log.Warn("the out queue was declared by an older gateway without dead-letter arguments: items whose AMQP expiration passes are dropped by the broker, not dead-lettered; to fix it, set a policy with dead-letter-exchange \"\" and dead-letter-routing-key <dead_letter_queue>, or recreate the queue when it is empty",
+				"queue", q, "broker", detail)
+		})
+	}
 }

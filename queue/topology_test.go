@@ -2,8 +2,10 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -48,16 +50,80 @@ func TestDeclare(t *testing.T) {
 		if _, err := ch.QueueDeclare(top.InQueue, true, false, false, false, wantType); err != nil {
 			t.Errorf("%d: plain declare of %s: %v", i, top.InQueue, err)
 		}
-		outArgs := amqp.Table{amqp.SingleActiveConsumerArg: true}
+		outArgs := amqp.Table{amqp.SingleActiveConsumerArg: true,
+			"x-dead-letter-exchange": "", "x-dead-letter-routing-key": top.DeadLetterQueue}
+		if qt == Quorum {
+			outArgs["x-dead-letter-strategy"] = "at-least-once"
+			outArgs["x-overflow"] = "reject-publish"
+		}
 		for k, v := range wantType {
 			outArgs[k] = v
 		}
 		if _, err := ch.QueueDeclare(top.OutQueue, true, false, false, false, outArgs); err != nil {
 			t.Errorf("%d: declare of %s with single active consumer: %v", i, top.OutQueue, err)
 		}
-		if _, err := ch.QueueDeclare(top.OutQueue, true, false, false, false, wantType); !isAMQPCode(err, amqp.PreconditionFailed) {
+		if _, err := a.channel(t).QueueDeclare(top.OutQueue, true, false, false, false, wantType); !isAMQPCode(err, amqp.PreconditionFailed) {
 			t.Errorf("%d: declare of %s without single active consumer: %v, want 406", i, top.OutQueue, err)
 		}
+	}
+}
+
+// TestDeclareLegacyOutQueue: an out queue declared by an older gateway
+// (single active consumer, no dead-letter arguments) is used as it is, with
+// a warning through Legacy, and the rest is declared.
+func TestDeclareLegacyOutQueue(t *testing.T) {
+	a := newAdmin(t)
+	top := testTopology(t, Classic)
+	a.declare(t, top.OutQueue, amqp.Table{amqp.SingleActiveConsumerArg: true})
+	var warned []string
+	top.Legacy = func(q, detail string) { warned = append(warned, q+": "+detail) }
+	if err := Declare(a.conn, top); err != nil {
+		t.Fatalf("Declare over a legacy out queue: %v", err)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], top.OutQueue) || !strings.Contains(warned[0], "x-dead-letter-exchange") {
+		t.Fatalf("warnings %q", warned)
+	}
+	for _, q := range top.Queues() {
+		if _, err := a.inspect(t, q); err != nil {
+			t.Errorf("passive declare %s: %v", q, err)
+		}
+	}
+}
+
+// TestOutQueueDeadLettersExpired: what expires in the out queue is moved by
+// the broker to the dead-letter queue, with x-death naming the reason.
+func TestOutQueueDeadLettersExpired(t *testing.T) {
+	a := newAdmin(t)
+	top := testTopology(t, Classic)
+	if err := Declare(a.conn, top); err != nil {
+		t.Fatal(err)
+	}
+	ch := a.channel(t)
+	if err := ch.Publish("", top.OutQueue, true, false, amqp.Publishing{Body: []byte(`{"target":"a@b","text":"late"}`), Expiration: "1", MessageId: "exp-1"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, ok, err := ch.Get(top.DeadLetterQueue, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			deaths, _ := d.Headers["x-death"].([]any)
+			if d.MessageId != "exp-1" || len(deaths) == 0 || fmt.Sprint(deaths[0].(amqp.Table)["reason"]) != "expired" {
+				t.Fatalf("dead letter %s: headers %v", d.MessageId, d.Headers)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired item never reached the dead-letter queue")
+		}
+		// The broker expires messages at the head of the queue when it
+		// looks: a passive declare makes it look.
+		if _, err := a.inspect(t, top.OutQueue); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
