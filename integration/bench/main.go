@@ -50,7 +50,7 @@ type config struct {
 
 func parseFlags() *config {
 	c := &config{}
-	flag.StringVar(&c.what, "what", "out,in", "comma-separated: out, in")
+	flag.StringVar(&c.what, "what", "out,in", "comma-separated: out, in, in-receipts (inbound with a XEP-0184 request on every message)")
 	flag.BoolVar(&c.baseline, "baseline", true, "also measure the thinnest possible bridge the same way")
 	flag.IntVar(&c.n, "n", 200000, "items measured per run")
 	flag.IntVar(&c.nIn, "n-in", 0, "inbound events measured per run (default -n)")
@@ -120,6 +120,8 @@ func run() int {
 			if c.baseline {
 				m.measure("baseline-in", func(run int) (e2e.Result, error) { return env.BaselineIn(run, c.nIn, c.warm) })
 			}
+		case "in-receipts":
+			m.measure("inbound-receipts", func(run int) (e2e.Result, error) { return env.InboundReceipts(run, c.nIn, c.warm) })
 		default:
 			return fail(fmt.Errorf("-what: unknown %q", w))
 		}

@@ -75,6 +75,8 @@ type Env struct {
 	// GatewayRev is the commit the gateway was built from ("worktree" with
 	// uncommitted changes, "" for Options.GatewayBin).
 	GatewayRev string
+	// receipts: the senders ask for a XEP-0184 receipt (InboundReceipts).
+	receipts bool
 }
 
 // Setup starts Prosody, registers and logs in the clients, connects to the
@@ -219,7 +221,7 @@ func (e *Env) Close() {
 
 // Result is one measurement.
 type Result struct {
-	Kind  string  `json:"kind"` // outbound, inbound, baseline-out, baseline-in
+	Kind  string  `json:"kind"` // outbound, inbound, inbound-receipts, baseline-out, baseline-in
 	Run   int     `json:"run"`
 	Items int     `json:"items"` // items in the measured window
 	Secs  float64 `json:"secs"`  // the window: from the first measured item to the last one acknowledged / queued

@@ -11,13 +11,17 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// errSink counts the error stanzas a sender gets back (refused messages).
-type errSink struct{ errs atomic.Int64 }
+// errSink counts the error stanzas a sender gets back (refused messages),
+// and the other messages: the XEP-0184 receipts of a receipts run (the
+// senders get nothing else).
+type errSink struct{ errs, others atomic.Int64 }
 
 func (s *errSink) messages(_, types [][]byte) {
 	for _, t := range types {
 		if string(t) == string(typeError) {
 			s.errs.Add(1)
+		} else {
+			s.others.Add(1)
 		}
 	}
 }
@@ -25,6 +29,16 @@ func (s *errSink) messages(_, types [][]byte) {
 // Inbound measures n events (after warm ones) through the gateway.
 func (e *Env) Inbound(run, n, warm int) (Result, error) {
 	return e.inbound("inbound", "i", run, n, warm, e.startGateway)
+}
+
+// InboundReceipts is Inbound with every message asking for a XEP-0184
+// receipt, which the gateway sends once the broker confirmed its event:
+// what receipts cost the gateway and the server. Every queued event must
+// have had its receipt.
+func (e *Env) InboundReceipts(run, n, warm int) (Result, error) {
+	e.receipts = true
+	defer func() { e.receipts = false }()
+	return e.inbound("inbound-receipts", "r", run, n, warm, e.startGateway)
 }
 
 // send makes the senders send the messages with ids prefix+[from, to) to
@@ -47,7 +61,11 @@ func (e *Env) send(prefix string, from, to int) error {
 				buf = strconv.AppendInt(buf, int64(i), 10)
 				buf = append(buf, "'><body>Hello, this is customer message number "...)
 				buf = strconv.AppendInt(buf, int64(100000+i), 10)
-				buf = append(buf, ", asking about the order I placed on Monday morning.</body></message>"...)
+				buf = append(buf, ", asking about the order I placed on Monday morning.</body>"...)
+				if e.receipts {
+					buf = append(buf, "<request xmlns='urn:xmpp:receipts'/>"...)
+				}
+				buf = append(buf, "</message>"...)
 				if len(buf) >= 64<<10 {
 					if err := c.write(buf); err != nil {
 						errs <- err
@@ -100,6 +118,16 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 	}
 	res.Errors = s.errs.Load()
 	e.inboundMetrics(&res, b.httpAddr, kind, run)
+	if e.receipts {
+		// The receipts of the last events may still be on their way.
+		want := int64(total) - res.Errors
+		for deadline := time.Now().Add(e.opt.Stall); s.others.Load() < want && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := s.others.Load(); got != want {
+			return res, fmt.Errorf("%d receipts for %d queued events", got, want)
+		}
+	}
 	if err := b.proc.stop(60 * time.Second); err != nil {
 		return res, err
 	}
