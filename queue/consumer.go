@@ -58,7 +58,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Prefetch < 0 || cfg.Prefetch > 65535 {
 		return nil, fmt.Errorf("queue: consume %s: prefetch %d out of range 0..65535", cfg.Queue, cfg.Prefetch)
 	}
-	conn, used, err := dial(ctx, cfg.URL, cfg.Name)
+	conn, err := dial(ctx, cfg.URL, cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
 		conn.Close()
 		return nil, err
 	}
-	log.Info("consuming", "url", RedactURL(used), "prefetch", cfg.Prefetch, "consumer_tag", c.tag)
+	log.Info("consuming", "url", RedactURL(cfg.URL), "prefetch", cfg.Prefetch, "consumer_tag", c.tag)
 	return c, nil
 }
 

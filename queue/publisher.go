@@ -56,7 +56,6 @@ const CloseTimeout = 5 * time.Second
 // goroutine that waits for run.
 type Publisher struct {
 	conn *amqp.Connection
-	url  string // the broker's URL that answered, redacted
 	ch   *amqp.Channel
 	log  *slog.Logger
 
@@ -90,7 +89,7 @@ func DialPublisher(ctx context.Context, url string, name string, logger *slog.Lo
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("component", "amqp", "role", "publisher")
-	conn, used, err := dial(ctx, url, name)
+	conn, err := dial(ctx, url, name)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +98,7 @@ func DialPublisher(ctx context.Context, url string, name string, logger *slog.Lo
 		conn.Close()
 		return nil, err
 	}
-	p.url = RedactURL(used)
-	log.Info("publisher connected", "url", p.url)
+	log.Info("publisher connected", "url", RedactURL(url))
 	return p, nil
 }
 
