@@ -50,7 +50,7 @@ func DialBrowser(ctx context.Context, url, q, name string) (*Browser, error) {
 	if q == "" {
 		return nil, errors.New("queue: browse: no queue named")
 	}
-	conn, err := dial(ctx, url, name)
+	conn, _, err := dial(ctx, url, name)
 	if err != nil {
 		return nil, err
 	}

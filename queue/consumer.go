@@ -28,6 +28,7 @@ type ConsumerConfig struct {
 // channel or the consumer ends, Done is closed and Err says why. Delivery
 // tags are valid only for this Consumer.
 type Consumer struct {
+	url        string // the broker's URL that answered, redacted
 	conn       *amqp.Connection
 	ch         *amqp.Channel
 	tag        string
@@ -58,7 +59,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Prefetch < 0 || cfg.Prefetch > 65535 {
 		return nil, fmt.Errorf("queue: consume %s: prefetch %d out of range 0..65535", cfg.Queue, cfg.Prefetch)
 	}
-	conn, err := dial(ctx, cfg.URL, cfg.Name)
+	conn, used, err := dial(ctx, cfg.URL, cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +68,8 @@ func Consume(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
 		conn.Close()
 		return nil, err
 	}
-	log.Info("consuming", "url", RedactURL(cfg.URL), "prefetch", cfg.Prefetch, "consumer_tag", c.tag)
+	c.url = RedactURL(used)
+	log.Info("consuming", "url", RedactURL(used), "prefetch", cfg.Prefetch, "consumer_tag", c.tag)
 	return c, nil
 }
 
@@ -223,6 +225,10 @@ func (c *Consumer) Cancel() error {
 // Done is closed when the channel, the consumer or the connection ends, or
 // after Close.
 func (c *Consumer) Done() <-chan struct{} { return c.done }
+
+// URL is the broker URL (of the list in ConsumerConfig.URL) this consumer
+// is connected to, its password redacted.
+func (c *Consumer) URL() string { return c.url }
 
 // Err returns why the Consumer ended (wrapping ErrClosed or ErrCanceled);
 // nil while it runs and after a clean Close.

@@ -22,17 +22,54 @@ const (
 	handshakeTimeout = 30 * time.Second
 )
 
-// dial opens one AMQP connection to rawURL named name (shown in the
-// management UI). ctx bounds the whole handshake and nothing after it.
-// Errors never contain the password of rawURL.
-func dial(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
+// dial opens one AMQP connection named name (shown in the management UI)
+// to the first broker of list (one URL, or several separated by commas:
+// the nodes of a cluster, in order of preference) that answers, and
+// returns it with the URL that answered. Every dial walks the list from
+// its first URL. ctx bounds the whole walk and nothing after it; each URL
+// gets an equal share of the time left, so that a node that swallows
+// packets cannot use up the time of the nodes after it. Errors never
+// contain a password.
+func dial(ctx context.Context, list, name string) (*amqp.Connection, string, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("queue: dial %s: %w", redactURL(rawURL), err)
+		return nil, "", fmt.Errorf("queue: dial %s: %w", redactURL(list), err)
 	}
 	// amqp091 quotes a URL it cannot parse in its error, password and all.
-	if err := CheckURL(rawURL); err != nil {
-		return nil, fmt.Errorf("queue: dial %s: %w", redactURL(rawURL), err)
+	if err := CheckURLs(list); err != nil {
+		return nil, "", fmt.Errorf("queue: dial %s: %w", redactURL(list), err)
 	}
+	urls := SplitURLs(list)
+	errs := make([]error, 0, len(urls))
+	for i, u := range urls {
+		actx, cancel := shareOf(ctx, len(urls)-i)
+		conn, err := dialOne(actx, u, name)
+		cancel()
+		if err == nil {
+			return conn, u, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(urls) == 1 {
+		return nil, "", errs[0]
+	}
+	return nil, "", fmt.Errorf("queue: none of the %d brokers answered: %w", len(urls), errors.Join(errs...))
+}
+
+// shareOf is ctx bounded by an equal share of its time left among n
+// attempts (ctx itself when it has no deadline or n is 1).
+func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(d)/time.Duration(n))
+}
+
+// dialOne opens one AMQP connection to rawURL, which CheckURL accepted.
+func dialOne(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	if name != "" {
 		props.SetClientConnectionName(name)
@@ -92,6 +129,35 @@ func dial(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
 // rest.
 var ErrURL = errors.New("queue: invalid AMQP URL")
 
+// SplitURLs splits list, one AMQP URL or several separated by commas (the
+// nodes of a cluster), into its URLs, in order, without the spaces around
+// each. A comma in a user name or password must be percent-encoded (%2C).
+func SplitURLs(list string) []string {
+	urls := strings.Split(list, ",")
+	for i, u := range urls {
+		urls[i] = strings.Trim(u, " ")
+	}
+	return urls
+}
+
+// CheckURLs is CheckURL for each URL of list (see SplitURLs). Its error
+// says which URL of the list is wrong and why, quoting no part of list.
+func CheckURLs(list string) error {
+	urls := SplitURLs(list)
+	if len(urls) == 1 {
+		return CheckURL(urls[0])
+	}
+	for i, u := range urls {
+		if u == "" {
+			return fmt.Errorf("%w: URL %d of %d is empty (a comma too many?)", ErrURL, i+1, len(urls))
+		}
+		if err := CheckURL(u); err != nil {
+			return fmt.Errorf("%w: URL %d of %d: %s", ErrURL, i+1, len(urls), strings.TrimPrefix(err.Error(), ErrURL.Error()+": "))
+		}
+	}
+	return nil
+}
+
 // CheckURL reports whether rawURL is an AMQP URL that amqp091 parses the way
 // its author meant: amqp[s]://user:password@host:port/vhost with every
 // reserved character of the user name and password percent-encoded. It
@@ -101,7 +167,7 @@ var ErrURL = errors.New("queue: invalid AMQP URL")
 func CheckURL(rawURL string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("%w: %s (form: amqp[s]://user:password@host:port/vhost; percent-encode "+
-			"reserved characters of the user name and password: @ %%40, # %%23, / %%2F, ? %%3F, : %%3A, %% %%25, space %%20)", ErrURL, why)
+			"reserved characters of the user name and password: @ %%40, # %%23, / %%2F, ? %%3F, : %%3A, %% %%25, space %%20, comma %%2C)", ErrURL, why)
 	}
 	if strings.IndexFunc(rawURL, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return bad("it contains white space or a control character")
@@ -142,7 +208,18 @@ func CheckURL(rawURL string) error {
 // CheckURL rejects is reduced to its scheme and what follows its last "@"
 // (the host and vhost): a password's reserved characters may have split it
 // anywhere before that.
+//
+// A list of URLs (see SplitURLs) is redacted URL by URL when every URL of
+// it passes CheckURL; otherwise as one malformed URL, which hides
+// everything before its last "@".
 func redactURL(rawURL string) string {
+	if strings.Contains(rawURL, ",") && CheckURLs(rawURL) == nil {
+		urls := SplitURLs(rawURL)
+		for i, u := range urls {
+			urls[i] = redactURL(u)
+		}
+		return strings.Join(urls, ",")
+	}
 	if CheckURL(rawURL) == nil {
 		if p, err := url.Parse(rawURL); err == nil {
 			return p.Redacted()

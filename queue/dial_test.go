@@ -165,7 +165,7 @@ func TestDialHeartbeat(t *testing.T) {
 		{"?heartbeat=3", 3 * time.Second},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		conn, err := dial(ctx, strings.TrimSuffix(testURL(), "/")+"/"+tc.query, "heartbeat test")
+		conn, _, err := dial(ctx, strings.TrimSuffix(testURL(), "/")+"/"+tc.query, "heartbeat test")
 		cancel()
 		if err != nil {
 			t.Fatal(err)

@@ -56,6 +56,7 @@ const CloseTimeout = 5 * time.Second
 // goroutine that waits for run.
 type Publisher struct {
 	conn *amqp.Connection
+	url  string // the broker's URL that answered, redacted
 	ch   *amqp.Channel
 	log  *slog.Logger
 
@@ -89,7 +90,7 @@ func DialPublisher(ctx context.Context, url string, name string, logger *slog.Lo
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("component", "amqp", "role", "publisher")
-	conn, err := dial(ctx, url, name)
+	conn, used, err := dial(ctx, url, name)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +99,14 @@ func DialPublisher(ctx context.Context, url string, name string, logger *slog.Lo
 		conn.Close()
 		return nil, err
 	}
-	log.Info("publisher connected", "url", RedactURL(url))
+	p.url = RedactURL(used)
+	log.Info("publisher connected", "url", p.url)
 	return p, nil
 }
+
+// URL is the broker URL (of the list given to DialPublisher) this
+// publisher is connected to, its password redacted.
+func (p *Publisher) URL() string { return p.url }
 
 func newPublisher(conn *amqp.Connection, log *slog.Logger) (*Publisher, error) {
 	ch, err := conn.Channel()

@@ -54,7 +54,8 @@ const (
 // keys lists every key in the order of the Config fields.
 var keys = []key{
 	{name: "xmpp.mode", def: stanza.ModeComponent, check: oneOf(string(stanza.ModeComponent), string(stanza.ModeClient))},
-	{name: "xmpp.server", def: "127.0.0.1:5347", check: hostPort},
+	// One host:port, or several separated by commas, dialled in order.
+	{name: "xmpp.server", def: "127.0.0.1:5347", check: hostPortList},
 	{name: "xmpp.domain", def: "", mode: stanza.ModeComponent, required: true, check: domainJID},
 	{name: "xmpp.secret", def: "", secret: secretValue, mode: stanza.ModeComponent, required: true},
 	{name: "xmpp.jid", def: "", mode: stanza.ModeClient, required: true, check: accountJID},
@@ -65,6 +66,7 @@ var keys = []key{
 	{name: "xmpp.default_from", def: "notices", mode: stanza.ModeComponent, required: true, check: localpart},
 	{name: "xmpp.keepalive", def: "30s", check: atLeast(time.Second)},
 
+	// One URL, or several separated by commas (the nodes of a cluster).
 	{name: "amqp.url", def: "amqp://guest:guest@127.0.0.1:5672/", secret: secretURLPassword, check: amqpURL},
 	{name: "amqp.out_queue", def: "xmpp-out", check: queueName},
 	{name: "amqp.in_queue", def: "xmpp-in", check: queueName},
@@ -249,6 +251,35 @@ func hostPort(v reflect.Value) error {
 	return nil
 }
 
+// hostPortList checks xmpp.server: one host:port or several separated by
+// commas (SplitServers), each with a port.
+func hostPortList(v reflect.Value) error {
+	list := SplitServers(str(v))
+	for i, a := range list {
+		_, port, err := net.SplitHostPort(a)
+		if err == nil && port == "" {
+			err = errors.New("no port")
+		}
+		if err != nil {
+			if len(list) == 1 {
+				return fmt.Errorf("%q is not host:port", a)
+			}
+			return fmt.Errorf("server %d of %d: %q is not host:port", i+1, len(list), a)
+		}
+	}
+	return nil
+}
+
+// SplitServers splits xmpp.server into its addresses, in order, without
+// the spaces around each.
+func SplitServers(list string) []string {
+	out := strings.Split(list, ",")
+	for i, a := range out {
+		out[i] = strings.TrimSpace(a)
+	}
+	return out
+}
+
 func domainJID(v reflect.Value) error {
 	if j, err := jid.Parse(str(v)); err != nil || j.Localpart() != "" || j.Resourcepart() != "" {
 		return fmt.Errorf("%q is not a domain", str(v))
@@ -304,10 +335,10 @@ func webConfigFile(v reflect.Value) error {
 	return fmt.Errorf("web configuration file %s: %w%s", path, err, hint)
 }
 
-// amqpURL checks amqp.url with queue.CheckURL, whose errors quote no part of
-// the URL.
+// amqpURL checks amqp.url, one URL or several separated by commas, with
+// queue.CheckURLs, whose errors quote no part of the URLs.
 func amqpURL(v reflect.Value) error {
-	if err := queue.CheckURL(str(v)); err != nil {
+	if err := queue.CheckURLs(str(v)); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "queue: "))
 	}
 	return nil

@@ -51,10 +51,17 @@ func Redact(cfg *Config, s string) string {
 	cv := reflect.ValueOf(cfg).Elem()
 	for _, sk := range secretKeys() {
 		if u := sk.field(cv).String(); sk.secret == secretURLPassword && u != "" {
-			r := redactedURL(u)
-			s = strings.ReplaceAll(s, u, r)
-			if q := quoteInner(u); q != u {
-				s = strings.ReplaceAll(s, q, r)
+			// The whole list first, then each of its URLs (an error may
+			// quote the one it dialled).
+			for _, v := range append([]string{u}, queue.SplitURLs(u)...) {
+				if len(v) < minSecretLen {
+					continue
+				}
+				r := redactedURL(v)
+				s = strings.ReplaceAll(s, v, r)
+				if q := quoteInner(v); q != v {
+					s = strings.ReplaceAll(s, q, r)
+				}
 			}
 		}
 	}
@@ -111,11 +118,30 @@ func (c *Config) secretForms() []string {
 	return out
 }
 
-// urlSecrets returns the password of u as url.Parse sees it, and, since a
+// urlSecrets returns the passwords of u, one URL or a list of URLs
+// separated by commas (amqp.url): each URL's when every URL of the list is
+// one the gateway accepts, else also those of the whole text taken as one
+// malformed URL (a comma in a password splits the list anywhere).
+func urlSecrets(u string) []string {
+	urls := queue.SplitURLs(u)
+	if len(urls) == 1 {
+		return oneURLSecrets(u)
+	}
+	var out []string
+	for _, v := range urls {
+		out = append(out, oneURLSecrets(v)...)
+	}
+	if queue.CheckURLs(u) != nil {
+		out = append(out, oneURLSecrets(u)...)
+	}
+	return out
+}
+
+// oneURLSecrets returns the password of u as url.Parse sees it, and, since a
 // password with unencoded reserved characters splits a URL anywhere, what
 // lies between the first ":" after "://" and the last "@", and its pieces
 // between reserved characters.
-func urlSecrets(u string) []string {
+func oneURLSecrets(u string) []string {
 	var out []string
 	if p, err := url.Parse(u); err == nil && p.User != nil {
 		if pw, ok := p.User.Password(); ok {
@@ -144,9 +170,21 @@ func urlSecrets(u string) []string {
 // redactedURL is amqp.url fit for printing: its password replaced, or all of
 // it when it is not a URL the gateway accepts (a password with unencoded
 // reserved characters may have split it anywhere).
+//
+// A list of URLs is redacted URL by URL (joined by ","), or as a whole
+// when one of them is not accepted.
 func redactedURL(u string) string {
 	if u == "" {
 		return ""
+	}
+	if urls := queue.SplitURLs(u); len(urls) > 1 {
+		if queue.CheckURLs(u) != nil {
+			return redactedMark
+		}
+		for i, v := range urls {
+			urls[i] = redactedURL(v)
+		}
+		return strings.Join(urls, ",")
 	}
 	if queue.CheckURL(u) != nil {
 		return redactedMark
