@@ -124,12 +124,25 @@ func TestMUCProsody(t *testing.T) {
 		conflict = "conflict@conference.localhost"
 		private  = "private@private.localhost"
 		dev      = "dev@conference.localhost"
+		pw       = "pw@conference.localhost"
+		pw2      = "pw2@conference.localhost"
 	)
 	// alice creates the rooms (owner of each); in one she takes the
 	// gateway's nick first.
 	joinRoom(t, alice, alicePres, ops, "alice", 0)
 	joinRoom(t, alice, alicePres, conflict, "notices", 0)
 	joinRoom(t, alice, alicePres, private, "alice", 0)
+	// Two password-protected rooms: the gateway knows one's password.
+	for _, room := range []string{pw, pw2} {
+		joinRoom(t, alice, alicePres, room, "alice", 0)
+		form := `<iq type='set' to='` + room + `'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>` +
+			`<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>` +
+			`<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>` +
+			`<field var='muc#roomconfig_roomsecret'><value>s3cret</value></field></x></query></iq>`
+		if reply, err := alice.SendIQ(context.Background(), form); err != nil || harness.IQType(reply) != "result" {
+			t.Fatalf("password for %s: %v %s", room, err, reply)
+		}
+	}
 
 	q := newQueues(t)
 	base := fmt.Sprintf(`xmpp:
@@ -145,14 +158,24 @@ func TestMUCProsody(t *testing.T) {
     - jid: `+ops+`
     - jid: `+conflict+`
     - jid: `+private+`
+    - jid: `+pw+`
+      password: s3cret
+    - jid: `+pw2+`
 `)
 	rg := startGateway(t, cfg)
 	since := 0
 	since = alicePres.wait(t, since, ops+"/notices", "available", 30*time.Second)
 	alicePres.wait(t, 0, conflict+"/notices-2", "available", 30*time.Second)
-	waitFor(t, 30*time.Second, "two rooms joined, the members-only one failed", func() bool {
-		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 2 && metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 1
+	alicePres.wait(t, 0, pw+"/notices", "available", 30*time.Second)
+	waitFor(t, 30*time.Second, "three rooms joined; the members-only one and the one without its password failed", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 3 && metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 2
 	})
+	_, status := rg.get(t, "/api/status")
+	for _, want := range []string{`"jid":"` + pw2 + `","nick":"notices","state":"failed"`, "not-authorized", "registration-required"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("/api/status lacks %q: %s", want, status)
+		}
+	}
 	// Prosody answers the self-pings: both rooms are seen joined, and none
 	// is rejoined for it.
 	waitFor(t, 60*time.Second, "self-pings answered", func() bool {
