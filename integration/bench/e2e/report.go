@@ -89,16 +89,16 @@ func Summarize(rs []Result) []Summary {
 
 // PrintRuns writes one aligned line per run.
 func PrintRuns(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%-13s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
+	fmt.Fprintf(w, "%-16s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
 		"kind", "run", "items", "secs", "items/s", "recv/s", "bridge", "prosody", "clients", "broker", "reads", "writes", "dups", "refused", "errors")
-	fmt.Fprintf(w, "%-13s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
+	fmt.Fprintf(w, "%-16s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
 		"", "", "", "", "", "", "µs/item", "µs/item", "µs/item", "µs/item", "/item", "/item", "", "", "")
 	for _, r := range rs {
 		recv := "-"
 		if r.RecvRate > 0 {
 			recv = fmt.Sprintf("%.0f", r.RecvRate)
 		}
-		fmt.Fprintf(w, "%-13s %3d %8d %7.2f %9.0f %9s %9.2f %9.2f %9.2f %9.2f %6.3f %6.3f %5d %7.0f %6d\n",
+		fmt.Fprintf(w, "%-16s %3d %8d %7.2f %9.0f %9s %9.2f %9.2f %9.2f %9.2f %6.3f %6.3f %5d %7.0f %6d\n",
 			r.Kind, r.Run, r.Items, r.Secs, r.Rate, recv, r.BridgeCPU, r.ProsodyCPU, r.ClientsCPU, r.BrokerCPU,
 			r.ReadsPerItem, r.WritesPerItem, r.Dups, r.Refused, r.Errors)
 	}
@@ -107,10 +107,10 @@ func PrintRuns(w io.Writer, rs []Result) {
 // PrintSummary writes the summary table and the comparison with the
 // references and the baseline.
 func PrintSummary(w io.Writer, ss []Summary) {
-	fmt.Fprintf(w, "\n%-13s %4s %10s %10s %10s %10s %10s %10s %8s %8s\n",
+	fmt.Fprintf(w, "\n%-16s %4s %10s %10s %10s %10s %10s %10s %8s %8s\n",
 		"kind", "runs", "best/s", "median/s", "%ref rate", "best µs", "median µs", "%ref cpu", "prosody", "clients")
 	for _, s := range ss {
-		fmt.Fprintf(w, "%-13s %4d %10.0f %10.0f %9.1f%% %10.2f %10.2f %9.1f%% %8.2f %8.2f\n",
+		fmt.Fprintf(w, "%-16s %4d %10.0f %10.0f %9.1f%% %10.2f %10.2f %9.1f%% %8.2f %8.2f\n",
 			s.Kind, s.Runs, s.BestRate, s.MedianRate, s.PctRate, s.BestCPU, s.MedianCPU, s.PctCPU, s.ProsodyCPU, s.ClientsCPU)
 	}
 	by := map[string]Summary{}
