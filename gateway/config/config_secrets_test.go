@@ -47,6 +47,13 @@ func secretCases() []secretCase {
 		{name: "url password with ?", file: comp, env: map[string]string{"XMPPGW_AMQP_URL": "amqp://user:TOKEN?TOKEN@127.0.0.1:1/"}},
 		{name: "url password with a quote and a backslash", file: comp, env: map[string]string{"XMPPGW_AMQP_URL": "amqp://user:TOKEN\"TOKEN\\TOKEN@127.0.0.1:1/"}},
 		{name: "url password with a newline", file: comp, env: map[string]string{"XMPPGW_AMQP_URL": "amqp://user:TOKEN\nTOKEN@127.0.0.1:1/"}},
+		{name: "store url password in file", file: comp + "presence:\n  store: postgres://gw:TOKEN@127.0.0.1:5432/xmppgw?sslmode=disable\n", ok: true},
+		{name: "store url password from env", file: comp, env: map[string]string{"XMPPGW_PRESENCE_STORE": "postgresql://gw:TOKEN@db.example.org/xmppgw"}, ok: true},
+		{name: "store url password percent-encoded", file: comp, env: map[string]string{"XMPPGW_PRESENCE_STORE": "postgres://gw:TOKEN%40TOKEN%2FTOKEN@127.0.0.1/x"}, ok: true},
+		{name: "store url password with %zz", file: comp, env: map[string]string{"XMPPGW_PRESENCE_STORE": "postgres://gw:TOKEN%zzTOKEN@127.0.0.1/x"}},
+		{name: "store url password with #", file: comp, env: map[string]string{"XMPPGW_PRESENCE_STORE": "postgres://gw:TOKEN#TOKEN@127.0.0.1/x"}},
+		{name: "store url password with @", file: comp, env: map[string]string{"XMPPGW_PRESENCE_STORE": "postgres://gw:TOKEN@TOKEN@127.0.0.1/x"}, ok: true},
+		{name: "store url of another scheme", file: comp, env: map[string]string{"XMPPGW_PRESENCE_STORE": "mysql://gw:TOKEN@127.0.0.1/x"}},
 		{name: "url without scheme", file: comp, env: map[string]string{"XMPPGW_AMQP_URL": "user:TOKEN@127.0.0.1:1"}},
 		{name: "url of another scheme", file: comp, env: map[string]string{"XMPPGW_AMQP_URL": "http://user:TOKEN@127.0.0.1:1/"}},
 		{name: "url with a bad port", file: comp, env: map[string]string{"XMPPGW_AMQP_URL": "amqp://user:TOKEN@127.0.0.1:TOKEN/"}},
@@ -123,7 +130,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 				t.Errorf("%d: Validate of an invalid config: %v", i, err)
 			}
 			// Redact removes every secret from any text that quotes one.
-			all := strings.Join([]string{cfg.XMPP.Secret, cfg.XMPP.Password, cfg.AMQP.URL,
+			all := strings.Join([]string{cfg.XMPP.Secret, cfg.XMPP.Password, cfg.AMQP.URL, cfg.Presence.Store,
 				fmt.Sprintf("%q", cfg.AMQP.URL), fmt.Sprintf("%q", cfg.XMPP.Secret)}, " | ")
 			if got := Redact(cfg, "dial "+all+": failed"); leaks(got, tok) || !strings.Contains(got, "failed") {
 				t.Errorf("%d: Redact = %q", i, got)
@@ -213,5 +220,34 @@ func TestRedact(t *testing.T) {
 	}
 	if got := Redact(nil, "x"); got != "x" {
 		t.Errorf("Redact(nil) = %q", got)
+	}
+}
+
+// presence.store is shown as written when it is a file, with its password
+// replaced when it is a postgres:// URL (check-config, logs, Redact).
+func TestStoreURLRedacted(t *testing.T) {
+	for i, tc := range []struct{ store, shown string }{
+		0: {"/var/lib/xmppgw/xmppgw.db", "/var/lib/xmppgw/xmppgw.db"},
+		1: {"./data/a:b@c.db", "./data/a:b@c.db"},
+		2: {"postgres://gw:Qz8StorePass@db.example.org:5432/xmppgw?sslmode=require", "postgres://gw:xxxxx@db.example.org:5432/xmppgw?sslmode=require"},
+		3: {"postgresql://gw@db/xmppgw", "postgresql://gw@db/xmppgw"},
+	} {
+		cfg, err := Load(writeConfig(t, "xmpp:\n  domain: gw.example.org\n  secret: comp-secret\npresence:\n  store: '"+tc.store+"'\n"))
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if got := cfg.Redacted()["presence"].(map[string]any)["store"]; got != tc.shown {
+			t.Errorf("%d: Redacted store = %q, want %q", i, got, tc.shown)
+		}
+		if s := cfg.String(); !strings.Contains(s, tc.shown) || strings.Contains(s, "Qz8StorePass") {
+			t.Errorf("%d: String() = %s", i, s)
+		}
+		if got := Redact(cfg, "connect "+tc.store+": refused"); got != "connect "+tc.shown+": refused" {
+			t.Errorf("%d: Redact = %q", i, got)
+		}
+	}
+	if _, err := Load(writeConfig(t, "xmpp:\n  domain: gw.example.org\n  secret: comp-secret\npresence:\n  store: 'postgres://gw:Qz8Pass%zz@db/x'\n")); err == nil ||
+		!strings.Contains(err.Error(), "presence.store") || strings.Contains(err.Error(), "Qz8Pass") {
+		t.Errorf("bad store URL: %v", err)
 	}
 }

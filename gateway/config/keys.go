@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -49,6 +50,9 @@ const (
 	notSecret secretKind = iota
 	secretValue
 	secretURLPassword // a URL whose password is secret; the rest may be shown
+	// secretStoreURL is presence.store: a file path (nothing secret), or a
+	// postgres:// URL whose password is secret.
+	secretStoreURL
 )
 
 // keys lists every key in the order of the Config fields.
@@ -91,7 +95,9 @@ var keys = []key{
 
 	{name: "presence.subscriptions", def: "auto", live: true, check: oneOf("auto", "forward", "deny")},
 	{name: "presence.status", def: "", live: true},
-	{name: "presence.store", def: "./data/xmppgw.db", mode: stanza.ModeComponent, required: true},
+	// A file path (bbolt) or a postgres:// URL (shared by the gateways of
+	// one component).
+	{name: "presence.store", def: "./data/xmppgw.db", secret: secretStoreURL, mode: stanza.ModeComponent, required: true, check: storeLocation},
 
 	// Each room is checked in validate.go.
 	{name: "muc.rooms", def: []map[string]any{}, live: true},
@@ -340,6 +346,34 @@ func webConfigFile(v reflect.Value) error {
 func amqpURL(v reflect.Value) error {
 	if err := queue.CheckURLs(str(v)); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "queue: "))
+	}
+	return nil
+}
+
+// IsStoreURL reports whether presence.store s names a PostgreSQL database
+// (a postgres:// or postgresql:// URL) rather than a file.
+func IsStoreURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"))
+}
+
+// storeLocation checks presence.store: a file path, or a PostgreSQL URL
+// that parses. Its messages quote no part of a URL (it may hold a
+// password).
+func storeLocation(v reflect.Value) error {
+	s := str(v)
+	if !IsStoreURL(s) {
+		if strings.Contains(s, "://") {
+			return errors.New("must be a file path or a postgres:// URL (the value is not shown because it may hold a password)")
+		}
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a valid postgres:// URL (the value is not shown because it may hold a password; percent-encode reserved characters in the password)")
+	}
+	if u.Opaque != "" || u.Fragment != "" {
+		return errors.New("not a valid postgres:// URL (the value is not shown because it may hold a password)")
 	}
 	return nil
 }

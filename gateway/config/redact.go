@@ -15,7 +15,8 @@ import (
 )
 
 // The secrets of a configuration are the keys with a secret kind in keys.go:
-// xmpp.secret, xmpp.password and the password of amqp.url. They are
+// xmpp.secret, xmpp.password, the password of amqp.url and that of
+// presence.store when it is a postgres:// URL. They are
 // redacted in three layers:
 //
 //   - printing: Config, XMPPConfig and AMQPConfig format themselves (fmt's
@@ -50,14 +51,18 @@ func Redact(cfg *Config, s string) string {
 	}
 	cv := reflect.ValueOf(cfg).Elem()
 	for _, sk := range secretKeys() {
-		if u := sk.field(cv).String(); sk.secret == secretURLPassword && u != "" {
-			// The whole list first, then each of its URLs (an error may
-			// quote the one it dialled).
-			for _, v := range append([]string{u}, queue.SplitURLs(u)...) {
+		if u := sk.field(cv).String(); sk.isURL(u) {
+			// amqp.url: the whole list first, then each of its URLs (an
+			// error may quote the one it dialled).
+			vs := []string{u}
+			if sk.secret == secretURLPassword {
+				vs = append(vs, queue.SplitURLs(u)...)
+			}
+			for _, v := range vs {
 				if len(v) < minSecretLen {
 					continue
 				}
-				r := redactedURL(v)
+				r := sk.redactedURL(v)
 				s = strings.ReplaceAll(s, v, r)
 				if q := quoteInner(v); q != v {
 					s = strings.ReplaceAll(s, q, r)
@@ -96,7 +101,10 @@ func (c *Config) secretForms() []string {
 		switch sk.secret {
 		case secretValue:
 			add(v)
-		case secretURLPassword:
+		case secretURLPassword, secretStoreURL:
+			if !sk.isURL(v) {
+				continue
+			}
 			for _, s := range urlSecrets(v) {
 				add(s)
 			}
@@ -167,6 +175,30 @@ func oneURLSecrets(u string) []string {
 	return out
 }
 
+// isURL reports whether v, the value of sk, is a URL whose password is
+// secret.
+func (sk *key) isURL(v string) bool {
+	switch sk.secret {
+	case secretURLPassword:
+		return v != ""
+	case secretStoreURL:
+		return IsStoreURL(v)
+	}
+	return false
+}
+
+// redactedURL is v, sk's URL, fit for printing.
+func (sk *key) redactedURL(v string) string {
+	if sk.secret == secretStoreURL {
+		p, err := url.Parse(v)
+		if err != nil || storeLocation(reflect.ValueOf(v)) != nil {
+			return redactedMark
+		}
+		return p.Redacted()
+	}
+	return redactedURL(v)
+}
+
 // redactedURL is amqp.url fit for printing: its password replaced, or all of
 // it when it is not a URL the gateway accepts (a password with unencoded
 // reserved characters may have split it anywhere).
@@ -214,6 +246,10 @@ func jsonInner(s string) string {
 // redactField replaces the secret in f, the settable field of sk.
 func redactField(sk *key, f reflect.Value) {
 	switch {
+	case sk.secret == secretStoreURL:
+		if sk.isURL(f.String()) {
+			f.SetString(sk.redactedURL(f.String()))
+		}
 	case sk.secret == secretURLPassword:
 		f.SetString(redactedURL(f.String()))
 	case f.String() != "":

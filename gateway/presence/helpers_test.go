@@ -34,7 +34,7 @@ func (s *settings) setStatus(status string) {
 
 // testService builds a service whose worker does not run: in component
 // mode for tDomain with its store in a temporary directory (subscriptions
-// mode), or in client mode for bot@example.org/gw. Its events are dropped
+// mode; PostgreSQL in a schema of its own after useStore(t, "postgres")), or in client mode for bot@example.org/gw. Its events are dropped
 // until the test sets emit; its store closes when the test ends. A nil log
 // goes to t.Log.
 func testService(t *testing.T, mode stanza.Mode, subscriptions string, log *slog.Logger) (*Service, *settings) {
@@ -43,11 +43,15 @@ func testService(t *testing.T, mode stanza.Mode, subscriptions string, log *slog
 		log = testkit.Logger(t)
 	}
 	st := &settings{c: config.PresenceConfig{Subscriptions: subscriptions, Status: tStatus}}
+	loc := t.TempDir() + "/p.db"
+	if harnessStore == "postgres" && mode == stanza.ModeComponent {
+		loc = pgTestSchema(t)
+	}
 	p, err := New(Options{
 		Mode:     mode,
 		Domain:   tDomain,
 		JID:      "bot@example.org/gw",
-		Store:    t.TempDir() + "/p.db",
+		Store:    loc,
 		Logger:   log,
 		Metrics:  metrics.New(prometheus.NewRegistry()),
 		Emit:     func(*stanza.Event) {},

@@ -87,7 +87,7 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics.Metrics
 	opt    Options
-	st     *store // nil in client mode
+	st     store  // nil in client mode
 	domain string // component mode: the component's domain
 	self   string // client mode: the account's bare JID, once known
 
@@ -106,6 +106,10 @@ type Service struct {
 	roster  map[string]struct{} // client mode: contacts we are subscribed to; nil until known
 	subRate subRate             // new subscribers per contact domain in this minute
 	now     func() time.Time
+	// deferred are the jobs that would change the store while it is
+	// unavailable (PostgreSQL down), in order, at most presenceDeferMax;
+	// they run when it is back.
+	deferred []presJob
 
 	mu       sync.Mutex // guards contacts, nOnline and nEntries
 	contacts map[string]*contactState
@@ -123,7 +127,7 @@ type Options struct {
 	Mode   stanza.Mode
 	Domain string // component mode: the component's domain
 	JID    string // client mode: the account's JID
-	Store  string // component mode: the path of the store (presence.store)
+	Store  string // component mode: presence.store (a file path or a postgres:// URL)
 
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
@@ -211,7 +215,7 @@ func New(o Options) (*Service, error) {
 		return nil, err // Validate checked it
 	}
 	p.domain = d.String()
-	if p.st, err = openStore(o.Store, storeLockTimeout); err != nil {
+	if p.st, err = openStore(o.Store, p.domain, p.log); err != nil {
 		return nil, err
 	}
 	p.countSubscribers()
@@ -327,6 +331,10 @@ func (p *Service) Run(ctx context.Context) error {
 	defer p.running.Store(false)
 	var sweep *time.Timer
 	var sweepC <-chan time.Time
+	var storeBack <-chan struct{}
+	if p.st != nil {
+		storeBack = p.st.ready()
+	}
 	defer func() {
 		if sweep != nil {
 			sweep.Stop()
@@ -350,6 +358,8 @@ func (p *Service) Run(ctx context.Context) error {
 		case <-sweepC:
 			sweepC = nil
 			p.sweep()
+		case <-storeBack:
+			p.replay()
 		}
 	}
 }
@@ -360,6 +370,11 @@ func (p *Service) handleCtl(r ctlReq) {
 		p.gen++
 		if p.st != nil {
 			p.gone = false
+			// A takeover: read what the previous active gateway wrote.
+			// If the store is unavailable, announce what memory holds.
+			if err := p.st.refresh(); err != nil {
+				p.log.Warn("presence store not re-read after connect: announcing the subscriptions held in memory", "err", err)
+			}
 			p.announce(r.w, true)
 		}
 	case ctlAnnounce:

@@ -25,7 +25,7 @@ func TestPresenceSubscriptionFlood(t *testing.T) {
 	for _, mode := range []string{"auto", "forward"} {
 		t.Run(mode, func(t *testing.T) {
 			h := newPresHarness(t, mode)
-			h.p.st.lim = storeLimits{perContact: 5, perDomain: 1000, total: 1000}
+			h.p.st.setLimits(storeLimits{perContact: 5, perDomain: 1000, total: 1000})
 			h.in("subscribe", tAlice, tLocal)
 			if mode == "forward" {
 				h.sentItem("subscribed", tLocal, tAlice)
@@ -61,12 +61,12 @@ func TestPresenceSubscriptionFlood(t *testing.T) {
 				t.Error("an existing subscriber was touched")
 			}
 			// refused again: no write at all
-			w := h.p.st.writes.Load()
+			w := h.p.st.writeCount()
 			for i := range 100 {
 				h.in("subscribe", "eve@evil.example", fmt.Sprintf("m%d@%s", i, tDomain))
 				h.in("unsubscribe", "mallory@evil.example", fmt.Sprintf("m%d@%s", i, tDomain))
 			}
-			if d := h.p.st.writes.Load() - w; d != 0 {
+			if d := h.p.st.writeCount() - w; d != 0 {
 				t.Errorf("%d store writes for refused subscribes and unknown unsubscribes", d)
 			}
 			// the unsubscribe of a stranger is not answered
@@ -81,7 +81,7 @@ func TestPresenceSubscriptionFlood(t *testing.T) {
 // subscriptions are at their cap; the contact is still approved.
 func TestPresenceSubscribeBackAtCap(t *testing.T) {
 	h := newPresHarness(t, "auto")
-	h.p.st.lim = storeLimits{perContact: 2, perDomain: 1000, total: 1000}
+	h.p.st.setLimits(storeLimits{perContact: 2, perDomain: 1000, total: 1000})
 	// our subscriptions to carol are at the per-contact cap (a worker's items)
 	h.sentItem("subscribe", "x1@"+tDomain, "carol@example.org")
 	h.sentItem("subscribe", "x2@"+tDomain, "carol@example.org")
@@ -200,7 +200,7 @@ func TestPresenceWarnSampled(t *testing.T) {
 	var logs bytes.Buffer
 	p, _ := testService(t, stanza.ModeComponent, "auto", slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	p.emit = func(*stanza.Event) {}
-	p.st.lim = storeLimits{perContact: 1, perDomain: 10, total: 10}
+	p.st.setLimits(storeLimits{perContact: 1, perDomain: 10, total: 10})
 	p.lim = presenceLimits{contacts: 1, resources: 1, entries: 1}
 	w := &presWriter{}
 	for i := range 200 {
@@ -225,14 +225,14 @@ func TestPresenceSubscribeCycleRate(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	h.p.now = func() time.Time { return now }
 	h.in("subscribe", tAlice, tLocal) // another domain, unaffected
-	w0 := h.p.st.writes.Load()
+	w0 := h.p.st.writeCount()
 	for range 2 * presenceSubscribeRate {
 		h.in("subscribe", "eve@evil.example", tLocal)
 		h.in("unsubscribe", "eve@evil.example", tLocal)
 	}
 	// each accepted cycle: subscriber added and removed (+ one pending
 	// subscription the first time)
-	if d := h.p.st.writes.Load() - w0; d > 2*presenceSubscribeRate+1 {
+	if d := h.p.st.writeCount() - w0; d > 2*presenceSubscribeRate+1 {
 		t.Errorf("%d store writes", d)
 	}
 	if v := limited(h.p, "subscribe_rate"); v != presenceSubscribeRate {

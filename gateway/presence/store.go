@@ -158,9 +158,9 @@ const (
 	subApproved subState = 'a'
 )
 
-// store is the bbolt file of subscriptions. Its methods are safe for
+// boltStore is the bbolt file of subscriptions. Its methods are safe for
 // concurrent use (mu serialises changes and their counts).
-type store struct {
+type boltStore struct {
 	db   *bolt.DB
 	path string
 	lim  storeLimits
@@ -171,17 +171,17 @@ type store struct {
 	writes        atomic.Int64 // write transactions (tests)
 }
 
-func (s *store) tally(bucket []byte) *storeTally {
+func (s *boltStore) tally(bucket []byte) *storeTally {
 	if bytes.Equal(bucket, bucketSubscribers) {
 		return &s.subscribers
 	}
 	return &s.subscriptions
 }
 
-// openStore opens (creating if needed, with its parent directory) the store
+// openBolt opens (creating if needed, with its parent directory) the store
 // at path. A file that another process holds gives ErrStoreLocked after
 // lockTimeout, a file that is not a valid store ErrStoreCorrupt.
-func openStore(path string, lockTimeout time.Duration) (st *store, err error) {
+func openBolt(path string, lockTimeout time.Duration) (st *boltStore, err error) {
 	wrap := func(err error) error { return fmt.Errorf("presence.store %s: %w", path, err) }
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -204,7 +204,7 @@ func openStore(path string, lockTimeout time.Duration) (st *store, err error) {
 		// too small"), ...
 		return nil, wrap(fmt.Errorf("cannot open (unreadable or corrupt?): %w", err))
 	}
-	st = &store{db: db, path: path, lim: defaultStoreLimits, subscribers: newStoreTally(), subscriptions: newStoreTally()}
+	st = &boltStore{db: db, path: path, lim: defaultStoreLimits, subscribers: newStoreTally(), subscriptions: newStoreTally()}
 	// bbolt panics on some kinds of damaged pages; a store must never take
 	// the process down: report it as corrupt instead.
 	defer func() {
@@ -221,7 +221,7 @@ func openStore(path string, lockTimeout time.Duration) (st *store, err error) {
 }
 
 // init creates the buckets, checks the version and the file's consistency.
-func (s *store) init() error {
+func (s *boltStore) init() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -275,7 +275,7 @@ func (s *store) init() error {
 	return nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *boltStore) close() error { return s.db.Close() }
 
 // checkStoreFile looks at an existing file's meta pages before bbolt maps
 // it: bbolt trusts the high-water mark they record, and touching a page
@@ -351,18 +351,18 @@ func splitKey(k []byte) (local, contact string, ok bool) {
 
 // addSubscriber records that contact is subscribed to local; added is false
 // if it already was. A new pair past a cap is refused with ErrStoreFull.
-func (s *store) addSubscriber(local, contact string) (added bool, err error) {
+func (s *boltStore) addSubscriber(local, contact string) (added bool, err error) {
 	return s.put(bucketSubscribers, local, contact, subApproved)
 }
 
 // removeSubscriber forgets that contact is subscribed to local; removed is
 // false if it was not.
-func (s *store) removeSubscriber(local, contact string) (removed bool, err error) {
+func (s *boltStore) removeSubscriber(local, contact string) (removed bool, err error) {
 	return s.remove(bucketSubscribers, local, contact)
 }
 
 // get reads one pair's value (nil if absent) without a write transaction.
-func (s *store) get(bucket, k []byte) (v []byte, err error) {
+func (s *boltStore) get(bucket, k []byte) (v []byte, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucket).Get(k); b != nil {
 			v = append([]byte{}, b...)
@@ -374,7 +374,7 @@ func (s *store) get(bucket, k []byte) (v []byte, err error) {
 
 // put stores a pair with state st. A pair already in that state costs a
 // lookup and no write; a new pair is checked against the caps first.
-func (s *store) put(bucket []byte, local, contact string, st subState) (added bool, err error) {
+func (s *boltStore) put(bucket []byte, local, contact string, st subState) (added bool, err error) {
 	k := pairKey(local, contact)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -403,7 +403,7 @@ func (s *store) put(bucket []byte, local, contact string, st subState) (added bo
 	return old == nil, nil
 }
 
-func (s *store) remove(bucket []byte, local, contact string) (removed bool, err error) {
+func (s *boltStore) remove(bucket []byte, local, contact string) (removed bool, err error) {
 	k := pairKey(local, contact)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -420,7 +420,7 @@ func (s *store) remove(bucket []byte, local, contact string) (removed bool, err 
 
 // canAdd reports (as ErrStoreFull, or nil) whether contact could become a
 // new subscriber now.
-func (s *store) canAdd(contact string) error {
+func (s *boltStore) canAdd(contact string) error {
 	if len(contact)+1 >= storeMaxKeyBytes {
 		return &storeFullError{"length"}
 	}
@@ -430,7 +430,7 @@ func (s *store) canAdd(contact string) error {
 }
 
 // isSubscriber reports whether contact is subscribed to local.
-func (s *store) isSubscriber(local, contact string) (bool, error) {
+func (s *boltStore) isSubscriber(local, contact string) (bool, error) {
 	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ok = tx.Bucket(bucketSubscribers).Get(pairKey(local, contact)) != nil
@@ -441,13 +441,13 @@ func (s *store) isSubscriber(local, contact string) (bool, error) {
 
 // setSubscription records our subscription of local to contact. A new one
 // past a cap is refused with ErrStoreFull.
-func (s *store) setSubscription(local, contact string, st subState) error {
+func (s *boltStore) setSubscription(local, contact string, st subState) error {
 	_, err := s.put(bucketSubscriptions, local, contact, st)
 	return err
 }
 
 // subscription is the state of our subscription of local to contact.
-func (s *store) subscription(local, contact string) (subState, error) {
+func (s *boltStore) subscription(local, contact string) (subState, error) {
 	st := subNone
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketSubscriptions).Get(pairKey(local, contact)); len(v) == 1 {
@@ -459,26 +459,26 @@ func (s *store) subscription(local, contact string) (subState, error) {
 }
 
 // removeSubscription forgets our subscription of local to contact.
-func (s *store) removeSubscription(local, contact string) (removed bool, err error) {
+func (s *boltStore) removeSubscription(local, contact string) (removed bool, err error) {
 	return s.remove(bucketSubscriptions, local, contact)
 }
 
 // eachSubscriber calls fn for every (local, contact) where contact is
 // subscribed to local, ordered by local.
-func (s *store) eachSubscriber(fn func(local, contact string) error) error {
+func (s *boltStore) eachSubscriber(fn func(local, contact string) error) error {
 	return s.each(bucketSubscribers, func(local, contact string, _ subState) error {
 		return fn(local, contact)
 	})
 }
 
 // eachSubscription calls fn for every subscription of ours.
-func (s *store) eachSubscription(fn func(local, contact string, st subState) error) error {
+func (s *boltStore) eachSubscription(fn func(local, contact string, st subState) error) error {
 	return s.each(bucketSubscriptions, fn)
 }
 
 // each runs fn over a bucket. fn runs inside a read transaction: it must
 // not write to the store (the worker that calls it only writes stanzas).
-func (s *store) each(bucket []byte, fn func(local, contact string, st subState) error) error {
+func (s *boltStore) each(bucket []byte, fn func(local, contact string, st subState) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 			local, contact, ok := splitKey(k)
@@ -491,7 +491,7 @@ func (s *store) each(bucket []byte, fn func(local, contact string, st subState) 
 }
 
 // counts returns the number of subscribers and of our subscriptions, O(1).
-func (s *store) counts() (subscribers, subscriptions int, err error) {
+func (s *boltStore) counts() (subscribers, subscriptions int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.subscribers.total, s.subscriptions.total, nil

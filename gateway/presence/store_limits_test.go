@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -13,10 +12,17 @@ import (
 // JIDs stops at the caps: refused without a write, existing records kept,
 // the file bounded.
 func TestStoreFloodBounded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "xmppgw.db")
-	st := openTestStore(t, path)
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) { testStoreFloodBounded(t, kind) })
+	}
+}
+
+func testStoreFloodBounded(t *testing.T, kind string) {
+	loc := newStoreLocation(t, kind)
+	st := openKind(t, kind, loc)
 	defer st.close()
-	st.lim = storeLimits{perContact: 10, perDomain: 25, total: 40}
+	lim := storeLimits{perContact: 10, perDomain: 25, total: 40}
+	st.setLimits(lim)
 
 	const victim = "victim@example.org"
 	if _, err := st.addSubscriber("notices@gw.example.org", victim); err != nil {
@@ -53,14 +59,14 @@ func TestStoreFloodBounded(t *testing.T) {
 		t.Errorf("subscribers %d, want the total cap 40", n)
 	}
 	// refusals cost no write transaction; known pairs neither
-	w := st.writes.Load()
+	w := st.writeCount()
 	for i := range 500 {
 		_, _ = st.addSubscriber(fmt.Sprintf("y%d@gw.example.org", i), "eve@evil.example")
 		_, _ = st.addSubscriber("notices@gw.example.org", victim)
 		_, _ = st.removeSubscriber(fmt.Sprintf("y%d@gw.example.org", i), "nobody@example.org")
 		_, _ = st.removeSubscription(fmt.Sprintf("y%d@gw.example.org", i), "nobody@example.org")
 	}
-	if d := st.writes.Load() - w; d != 0 {
+	if d := st.writeCount() - w; d != 0 {
 		t.Errorf("%d write transactions for refused, known or absent pairs", d)
 	}
 	if ok, _ := st.isSubscriber("notices@gw.example.org", victim); !ok {
@@ -94,9 +100,9 @@ func TestStoreFloodBounded(t *testing.T) {
 	if err := st.close(); err != nil {
 		t.Fatal(err)
 	}
-	st2 := openTestStore(t, path)
+	st2 := openKind(t, kind, loc)
 	defer st2.close()
-	st2.lim = st.lim
+	st2.setLimits(lim)
 	if n, m, _ := st2.counts(); n != 39 || m != 10 { // 40, two removed, one added
 		t.Errorf("after reopen: %d %d", n, m)
 	}
@@ -114,25 +120,35 @@ func TestStoreFloodBounded(t *testing.T) {
 	if err := st2.canAdd(long + long + "@example.net"); storeFullLimit(err) != "length" {
 		t.Errorf("canAdd of a long contact: %v", err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
+	if kind == "bolt" {
+		fi, err := os.Stat(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("file %d bytes after the flood", fi.Size())
 	}
-	t.Logf("file %d bytes after the flood", fi.Size())
 }
 
 // With the default caps, one JID subscribing to 5,000 local JIDs leaves at
 // most storeMaxPerContact records.
 func TestStoreFloodDefaults(t *testing.T) {
-	st := openTestStore(t, filepath.Join(t.TempDir(), "xmppgw.db"))
-	defer st.close()
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			st := openKind(t, kind, newStoreLocation(t, kind))
+			defer st.close()
+			testStoreFloodDefaults(t, st)
+		})
+	}
+}
+
+func testStoreFloodDefaults(t *testing.T, st store) {
 	for i := range 5000 {
 		_, _ = st.addSubscriber(fmt.Sprintf("x%d@gw.example.org", i), "eve@evil.example")
 	}
 	if n, _, _ := st.counts(); n != storeMaxPerContact {
 		t.Errorf("subscribers %d, want %d", n, storeMaxPerContact)
 	}
-	if w := st.writes.Load(); w > storeMaxPerContact+2 {
+	if w := st.writeCount(); w > storeMaxPerContact+2 {
 		t.Errorf("%d write transactions", w)
 	}
 }

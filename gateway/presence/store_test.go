@@ -12,9 +12,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func openTestStore(t *testing.T, path string) *store {
+func openTestStore(t *testing.T, path string) *boltStore {
 	t.Helper()
-	st, err := openStore(path, 100*time.Millisecond)
+	st, err := openBolt(path, 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +22,19 @@ func openTestStore(t *testing.T, path string) *store {
 }
 
 func TestStorePersistsAcrossReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "dir", "xmppgw.db") // parents created
-	st := openTestStore(t, path)
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			loc := filepath.Join(t.TempDir(), "sub", "dir", "xmppgw.db") // parents created
+			if kind == "postgres" {
+				loc = pgTestSchema(t)
+			}
+			testStorePersists(t, kind, loc)
+		})
+	}
+}
+
+func testStorePersists(t *testing.T, kind, loc string) {
+	st := openKind(t, kind, loc)
 	const l, x, y = "notices@gw.example.org", "alice@example.org", "bob@example.org"
 	if added, err := st.addSubscriber(l, x); err != nil || !added {
 		t.Fatalf("addSubscriber: %v %v", added, err)
@@ -47,7 +58,7 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st = openTestStore(t, path)
+	st = openKind(t, kind, loc)
 	defer st.close()
 	var subs []string
 	if err := st.eachSubscriber(func(local, contact string) error {
@@ -74,7 +85,7 @@ func TestStoreLocked(t *testing.T) {
 	st := openTestStore(t, path)
 	defer st.close()
 	start := time.Now()
-	_, err := openStore(path, 200*time.Millisecond)
+	_, err := openBolt(path, 200*time.Millisecond)
 	if !errors.Is(err, ErrStoreLocked) {
 		t.Fatalf("second open: %v, want ErrStoreLocked", err)
 	}
@@ -114,7 +125,7 @@ func TestStoreCorrupt(t *testing.T) {
 		if err := os.WriteFile(path, content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, err := openStore(path, 100*time.Millisecond)
+		st, err := openBolt(path, 100*time.Millisecond)
 		if err == nil {
 			st.close()
 			t.Errorf("%d: opened a corrupt file", i)
@@ -133,7 +144,7 @@ func TestStoreUnreadable(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil { // a directory in the way
 		t.Fatal(err)
 	}
-	_, err := openStore(path, 100*time.Millisecond)
+	_, err := openBolt(path, 100*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "presence.store "+path) {
 		t.Fatalf("err %v", err)
 	}

@@ -30,21 +30,66 @@ func (p *Service) parse(pr *stanza.Presence) (addrs, bool) {
 	return a, true
 }
 
-// handle runs one job on the worker.
+// handle runs one job on the worker. A job that would change the store
+// while it is unavailable waits in p.deferred (behind any that already
+// wait, so that the changes keep their order).
 func (p *Service) handle(j *presJob) {
+	changes := p.st != nil && changesStore(j)
+	if changes && len(p.deferred) > 0 {
+		p.replay()
+		if len(p.deferred) > 0 {
+			p.deferJob(j)
+			return
+		}
+	}
+	err := p.run(j)
+	if changes && errors.Is(err, ErrStoreUnavailable) {
+		p.deferJob(j)
+		return
+	}
+	p.storeError(j, err)
+}
+
+// storeError logs a failure of the store, at most once a second.
+func (p *Service) storeError(j *presJob, err error) {
+	if err == nil || !p.storeWarn.OK() {
+		return
+	}
+	if j.op == opSent {
+		p.log.Error("presence store", "item", j.pr.Type, "err", err)
+	} else {
+		p.log.Error("presence store", "type", j.pr.Type, "err", err)
+	}
+}
+
+// changesStore reports whether j may change the store.
+func changesStore(j *presJob) bool {
 	switch j.op {
 	case opSent:
-		p.handleSent(j)
-		return
+		return true
+	case opInbound:
+		switch j.pr.Type {
+		case "subscribe", "unsubscribe", "subscribed", "unsubscribed":
+			return true
+		}
+	}
+	return false
+}
+
+// run runs one job; it returns the store's error, if any.
+func (p *Service) run(j *presJob) error {
+	switch j.op {
+	case opSent:
+		return p.handleSent(j)
 	case opRoster:
 		p.applyRoster(j)
-		return
+		return nil
 	}
 	pr := &j.pr
 	a, ok := p.parse(pr)
 	if !ok {
 		p.log.Debug("presence with a bad address ignored", "type", pr.Type)
-		return
+		return nil
 	}
 	if p.st == nil { // client mode: only track
 		if a.contact != p.self {
@@ -52,18 +97,18 @@ func (p *Service) handle(j *presJob) {
 			case "available", "unavailable":
 				if !p.rosterAllows(a.contact) {
 					p.log.Debug("presence from outside the roster ignored", "from", pr.From)
-					return
+					return nil
 				}
 				p.track(pr, &a)
 			case "error":
 				p.drop(a.local, a.contact, pr.To)
 			}
 		}
-		return
+		return nil
 	}
 	if a.to.Domainpart() != p.domain || a.from.Domainpart() == p.domain {
 		// not for us, or from ourselves: nothing a server would do
-		return
+		return nil
 	}
 	var err error
 	switch pr.Type {
@@ -93,9 +138,7 @@ func (p *Service) handle(j *presJob) {
 		// what we knew of its presence no longer holds.
 		p.drop(a.local, a.contact, pr.To)
 	}
-	if err != nil && p.storeWarn.OK() {
-		p.log.Error("presence store", "type", pr.Type, "err", err)
-	}
+	return err
 }
 
 // write writes b to w if there is a session; failures only mean the
@@ -246,7 +289,12 @@ func (p *Service) onUnsubscribe(w Writer, pr *stanza.Presence, a *addrs) error {
 func (p *Service) onProbe(w Writer, pr *stanza.Presence, a *addrs) error {
 	sub, err := p.st.isSubscriber(a.local, a.contact)
 	if err != nil {
-		return err
+		// The store cannot tell (PostgreSQL down, a contact not in
+		// memory): no answer rather than unsubscribed, which would cancel
+		// the contact's subscription (RFC 6121 §4.3.2). Its server probes
+		// again at the contact's next login.
+		p.log.Debug("probe not answered: the store cannot tell", "local", a.local, "contact", a.contact, "err", err)
+		return nil
 	}
 	var b []byte
 	switch {
@@ -263,12 +311,12 @@ func (p *Service) onProbe(w Writer, pr *stanza.Presence, a *addrs) error {
 }
 
 // handleSent records what a worker's subscription item did.
-func (p *Service) handleSent(j *presJob) {
+func (p *Service) handleSent(j *presJob) error {
 	pr := &j.pr
 	// The item goes from a local JID to a contact: swap to reuse parse.
 	a, ok := p.parse(&stanza.Presence{From: pr.To, To: pr.From})
 	if !ok || a.to.Domainpart() != p.domain {
-		return
+		return nil
 	}
 	var err error
 	b := p.buf[:0]
@@ -305,9 +353,7 @@ func (p *Service) handleSent(j *presJob) {
 	}
 	p.write(j.w, b)
 	p.buf = b[:0]
-	if err != nil && p.storeWarn.OK() {
-		p.log.Error("presence store", "item", pr.Type, "err", err)
-	}
+	return err
 }
 
 func (p *Service) countSubscribers() {
