@@ -27,6 +27,11 @@ type event struct {
 	Thread     string          `json:"thread"`
 	Payload    json.RawMessage `json:"payload"`
 	Condition  string          `json:"condition"`
+	Status     string          `json:"status"`
+	Replace    string          `json:"replace"`
+	Encrypted  string          `json:"encrypted"`
+	Room       string          `json:"room"`
+	Nick       string          `json:"nick"`
 	ReceivedAt string          `json:"received_at"`
 }
 

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -16,19 +15,6 @@ import (
 // Delivery outcomes (XEP-0184 receipts, XEP-0333 markers, XEP-0308
 // corrections, XEP-0359 origin-id, end-to-end encrypted messages) through
 // a real Prosody and RabbitMQ, with the harness's client as the person.
-
-// outcomeEvent is an inbound event with the fields of delivery outcomes.
-type outcomeEvent struct {
-	Kind      string `json:"kind"`
-	ID        string `json:"id"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-	Type      string `json:"type"`
-	Text      string `json:"text"`
-	Status    string `json:"status"`
-	Replace   string `json:"replace"`
-	Encrypted string `json:"encrypted"`
-}
 
 // childAttrs returns the attributes of the first child element of the
 // stanza raw named ns and local, and whether there is one.
@@ -72,17 +58,14 @@ func originID(t testing.TB, m harness.Msg) string {
 }
 
 // nextOutcome reads the next event from the in queue.
-func nextOutcome(t testing.TB, queue string) outcomeEvent {
+func nextOutcome(t testing.TB, queue string) event {
 	t.Helper()
 	got := harness.Get(t, queue, 1, 30*time.Second)
 	if len(got) != 1 {
 		t.Fatalf("no event in %s within 30 s", queue)
 	}
 	d := got[0]
-	var ev outcomeEvent
-	if err := json.Unmarshal(d.Body, &ev); err != nil {
-		t.Fatalf("event %s: %v", d.Body, err)
-	}
+	ev := decodeEvent(t, d)
 	if d.Type != ev.Kind {
 		t.Fatalf("event %s: AMQP type %q", d.Body, d.Type)
 	}
