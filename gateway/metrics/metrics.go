@@ -169,6 +169,17 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, l := range ReceiptStatusLabels {
 		m.Receipts.WithLabelValues(l)
 	}
+	// Every label value known in advance exists at 0 from the start, so
+	// that increase() and rate() see the first burst.
+	for _, l := range RefusalReasons {
+		m.InboundRefused.WithLabelValues(l)
+	}
+	for _, l := range []string{"event", "dead_letter"} {
+		m.PublishFailures.WithLabelValues(l)
+	}
+	for _, l := range DeadLetterReasons {
+		m.DeadLetters.WithLabelValues(l)
+	}
 	return m
 }
 
@@ -186,6 +197,14 @@ const (
 	// their room is being joined (they come back to the out queue).
 	ResultParked = "parked"
 )
+
+// RefusalReasons are the values of the reason label of InboundRefused.
+var RefusalReasons = []string{"broker_down", "buffer_full", "blocked", "returned", "nacked", "closed", "timeout", "shutdown"}
+
+// DeadLetterReasons are the values of the reason label of DeadLetters: the
+// classes of stanza.Reason, delivery_limit and not_joined.
+var DeadLetterReasons = []string{"invalid_json", "invalid_utf8", "invalid_xml_char", "missing_field", "bad_field", "bad_jid",
+	"text_too_long", "forbidden_from", "bad_stanza", "stanza_too_large", "delivery_limit", "not_joined"}
 
 // ReceiptStatusLabels are the values of the status label of Receipts.
 var ReceiptStatusLabels = []string{"received", "displayed", "acknowledged"}
