@@ -121,10 +121,7 @@ func openPG(rawURL, domain string, log *slog.Logger, o pgOptions) (*pgStore, err
 		if err != nil {
 			msg += ": " + redactStoreURL(rawURL, err.Error())
 		}
-		if what == "unreachable" {
-			return fmt.Errorf("%w: %s", ErrStoreUnavailable, msg)
-		}
-		return errors.New(msg)
+		return &pgOpenError{msg: msg, unreachable: what == "unreachable"}
 	}
 	if _, err := url.Parse(rawURL); err != nil {
 		return nil, fail("not a valid postgres:// URL", nil)
@@ -172,6 +169,19 @@ func openPG(rawURL, domain string, log *slog.Logger, o pgOptions) (*pgStore, err
 	s.up.Store(true)
 	go s.watch()
 	return s, nil
+}
+
+// pgOpenError is a store that could not be opened: its message names the
+// key and the URL without its password; an unreachable server is
+// ErrStoreUnavailable.
+type pgOpenError struct {
+	msg         string
+	unreachable bool
+}
+
+func (e *pgOpenError) Error() string { return e.msg }
+func (e *pgOpenError) Is(target error) bool {
+	return e.unreachable && target == ErrStoreUnavailable
 }
 
 // pgProblem says in a few words what kind of failure err is.
