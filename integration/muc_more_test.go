@@ -121,7 +121,8 @@ func roomStates(t testing.TB, rg *runningGateway) map[string][2]string {
 // notices-2 in another where alice holds its nick, and fails in a
 // members-only one; ejabberd answers its self-pings (no rejoin); 1,000
 // items arrive in order; alice's room message is an event, the gateway's
-// echoes are not; kicked, the gateway rejoins and its items flow again.
+// echoes are not; kicked, the gateway rejoins and its items flow again;
+// a room destroyed and a ban fail for good (items dead-lettered).
 func TestMUCEjabberd(t *testing.T) {
 	e := harness.StartEjabberdWith(t, harness.EjabberdOptions{Users: map[string]string{"alice": "alice-pass"}, Modules: ejabberdMUC})
 	alice, err := harness.Dial(context.Background(), e.C2SAddr, e.JID("alice"), "alice-pass")
@@ -216,6 +217,46 @@ func TestMUCEjabberd(t *testing.T) {
 	waitFor(t, 30*time.Second, "every item acknowledged", func() bool { return harness.QueueLen(t, q.out) == 0 })
 	if v := harness.QueueLen(t, q.dead); v != 0 {
 		t.Fatalf("%d dead letters", v)
+	}
+
+	// Destroyed by its owner: failed for good, never joined again (which
+	// would create it again). ejabberd's destroy presence carries no
+	// status 110, unlike Prosody's.
+	destroy := `<iq type='set' to='` + conflict + `'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy><reason>done</reason></destroy></query></iq>`
+	if reply, err := alice.SendIQ(context.Background(), destroy); err != nil || harness.IQType(reply) != "result" {
+		t.Fatalf("destroy: %v %s", err, reply)
+	}
+	waitFor(t, 30*time.Second, "the destroyed room failed", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 2
+	})
+	if s := roomStates(t, rg)[conflict]; s[0] != "failed" || !strings.Contains(s[1], "destroyed") {
+		t.Fatalf("status of %s: %q, want failed as destroyed", conflict, s)
+	}
+
+	// Banned: failed for good, not rejoined in a loop.
+	ban := `<iq type='set' to='` + ops + `'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='notices@` + e.ComponentDomain + `' affiliation='outcast'/></query></iq>`
+	if reply, err := alice.SendIQ(context.Background(), ban); err != nil || harness.IQType(reply) != "result" {
+		t.Fatalf("ban: %v %s", err, reply)
+	}
+	waitFor(t, 30*time.Second, "the banned room failed", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 3
+	})
+	if s := roomStates(t, rg)[ops]; s[0] != "failed" || !strings.Contains(s[1], "banned") {
+		t.Fatalf("status of %s: %q, want failed as banned", ops, s)
+	}
+	// Items to both are dead-lettered (not_joined) instead of sent into
+	// nothing.
+	publishItems(t, q.out, "mucej-f-", [][]byte{
+		mustJSON(t, map[string]any{"target": conflict, "type": "groupchat", "text": "after the destroy"}),
+		mustJSON(t, map[string]any{"target": ops, "type": "groupchat", "text": "after the ban"}),
+	})
+	for _, d := range harness.Drain(t, q.dead, 2, 30*time.Second) {
+		if r := fmt.Sprint(d.Headers["x-xmppgw-error"]); !strings.HasPrefix(r, "not_joined") {
+			t.Fatalf("dead letter %s: reason %q, want not_joined", d.Body, r)
+		}
+	}
+	if v := metricValue(t, rg, "xmppgw_muc_rejoins_total"); v != rejoins+1 {
+		t.Fatalf("rejoins %v, want %v (the kick's only)", v, rejoins+1)
 	}
 	if v := metricValue(t, rg, `xmppgw_muc_self_pings_total{result="lost"}`); v != 0 {
 		t.Fatalf("%v self-pings lost", v)

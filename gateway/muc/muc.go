@@ -426,6 +426,12 @@ func (m *Manager) Presence(p *stanza.Presence) bool {
 		if r.st == Joining && nick == r.nick {
 			m.joinRefused(r, now, p.Error)
 		}
+	case p.Type == "unavailable" && p.MUC != nil && p.MUC.Destroyed:
+		// The room is gone. ejabberd 23.01 tells each occupant so without
+		// status 110 (as XEP-0045's example does), Prosody 0.12 with it:
+		// either way it is about us, or the room would stay joined until
+		// a self-ping's rejoin created it again.
+		m.removed(r, now, p.MUC)
 	case p.MUC == nil || !p.MUC.Has(110):
 		// another occupant, or not about us
 	case p.Type == "unavailable":

@@ -230,6 +230,38 @@ func TestKickedBannedDestroyed(t *testing.T) {
 	}
 }
 
+// TestDestroyedWithout110: ejabberd 23.01 tells an occupant that the room
+// was destroyed with an unavailable presence from its nick carrying
+// <destroy/> but no status 110 (as XEP-0045's example 201); the room is
+// failed all the same, and not joined again (which would create it).
+func TestDestroyedWithout110(t *testing.T) {
+	e := newEnv(t, Config{Rooms: []Room{{JID: ops, Nick: "notices"}}, SelfPing: time.Minute})
+	e.s.take()
+	e.m.Presence(self(ops+"/notices", "available"))
+	// Another occupant leaving (no 110, no destroy) is not about us.
+	e.m.Presence(&stanza.Presence{From: ops + "/alice", Type: "unavailable", MUC: &stanza.MUCUser{Role: "none"}})
+	if e.state(t, ops) != Joined {
+		t.Fatal("another occupant's leaving moved the room")
+	}
+	// As ejabberd sends it: <x><destroy><reason/></destroy><item role='none' affiliation='none'/></x>.
+	if !e.m.Presence(&stanza.Presence{From: ops + "/notices", Type: "unavailable", MUC: &stanza.MUCUser{Destroyed: true, Role: "none", Affiliation: "none"}}) {
+		t.Fatal("the destroy presence was not the manager's")
+	}
+	if e.state(t, ops) != Failed {
+		t.Fatal("destroyed without status 110: not failed")
+	}
+	if v := testutil.ToFloat64(e.met.Rooms.WithLabelValues("failed")); v != 1 {
+		t.Fatalf("rooms{failed} = %v", v)
+	}
+	e.advance(time.Hour)
+	if out := e.s.take(); len(out) != 0 {
+		t.Fatalf("wrote after the room was destroyed: %q", out)
+	}
+	if v := testutil.ToFloat64(e.met.Rejoins); v != 0 {
+		t.Fatalf("rejoins = %v", v)
+	}
+}
+
 func TestSessionAndReload(t *testing.T) {
 	e := newEnv(t, Config{Rooms: []Room{{JID: ops, Nick: "notices"}}})
 	e.s.take()
