@@ -1,0 +1,143 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"xmppgw/integration/harness"
+)
+
+// The presence store on PostgreSQL (presence.store: postgres://…), shared by
+// the gateways of one component: a gateway that starts with nothing of its
+// own knows every subscriber that another gateway recorded.
+
+// pgServer is the PostgreSQL of the tests (trust auth, database test);
+// XMPPGW_TEST_PG overrides it.
+func pgServer() string {
+	if s := os.Getenv("XMPPGW_TEST_PG"); s != "" {
+		return s
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// pgExec runs sql on a connection of its own.
+func pgExec(t testing.TB, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, pgServer())
+	if err != nil {
+		t.Fatalf("PostgreSQL of the tests: %v", err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// pgInt returns the integer that sql gives on the store at url.
+func pgInt(t testing.TB, url, sql string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(ctx, sql).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// pgStoreURL creates a schema of the test's own (dropped when it ends) and
+// returns a presence.store URL that uses it.
+func pgStoreURL(t testing.TB) string {
+	t.Helper()
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	schema := "xmppgw_test_" + hex.EncodeToString(r[:])
+	pgExec(t, "CREATE SCHEMA "+schema)
+	t.Cleanup(func() { pgExec(t, "DROP SCHEMA "+schema+" CASCADE") })
+	return pgServer() + "&search_path=" + schema
+}
+
+// TestPGStoreTakeover: alice subscribes through one gateway; it stops; a
+// second gateway, a new process state with no file of its own but the same
+// database, sends alice available presence when it starts and answers her
+// probe available — never unsubscribed, which would cancel her
+// subscription.
+func TestPGStoreTakeover(t *testing.T) {
+	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
+	q := newQueues(t)
+	store := pgStoreURL(t)
+	cfg := gatewayConfig(t, p, q)
+	cfg.Presence.Status = "first"
+	cfg.Presence.Store = store
+	first := startGateway(t, cfg)
+	gw := "notices@" + p.ComponentDomain
+	alice := dialInterested(t, p, "alice", "alice-pass")
+
+	subscribeAndApprove(t, alice, gw)
+	waitOnline(t, first, p.JID("alice"), true)
+	waitFor(t, presenceWait, "alice stored as a subscriber, her approval stored", func() bool {
+		return pgInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 1 &&
+			pgInt(t, store, `SELECT count(*) FROM xmppgw_subscriptions WHERE state = 'approved'`) == 1
+	})
+	if err := first.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	waitPresence(t, alice, "unavailable at stop", from(gw, "unavailable"))
+
+	// A second gateway: a fresh config (its own temporary directories),
+	// a new Gateway, the same database.
+	cfg2 := gatewayConfig(t, p, q)
+	cfg2.Presence.Status = "second"
+	cfg2.Presence.Store = store
+	second := startGateway(t, cfg2)
+	notUnsubscribed := func(what string, match func(harness.Presence) bool) harness.Presence {
+		t.Helper()
+		return waitPresence(t, alice, what, func(pr harness.Presence) bool {
+			if from(gw, "unsubscribed")(pr) {
+				t.Fatalf("the second gateway said unsubscribed: %s", pr.Raw)
+			}
+			return match(pr)
+		})
+	}
+	av := notUnsubscribed("available presence at the second gateway's start", from(gw, ""))
+	if av.Status != "second" {
+		t.Errorf("status %q, want the second gateway's", av.Status)
+	}
+	// it probed alice (it knows her approval): her presence is known
+	waitOnline(t, second, p.JID("alice"), true)
+
+	sendRaw(t, alice, "<presence type='probe' to='"+gw+"' id='probe-2'/>")
+	ans := notUnsubscribed("the answer to alice's probe", func(pr harness.Presence) bool {
+		return from(gw, "")(pr) && pr.To == alice.JID.String()
+	})
+	if ans.Status != "second" {
+		t.Errorf("probe answer status %q", ans.Status)
+	}
+	if v := metricValue(t, second, "xmppgw_presence_subscribers"); v != 1 {
+		t.Errorf("xmppgw_presence_subscribers %v on the second gateway, want 1", v)
+	}
+	// alice's roster still holds a subscription both ways
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reply, err := alice.SendIQ(ctx, "<iq type='get'><query xmlns='jabber:iq:roster'/></iq>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(reply, "subscription='both'") && !strings.Contains(reply, `subscription="both"`) {
+		t.Errorf("alice's roster after the takeover: %s", reply)
+	}
+}
