@@ -6,7 +6,15 @@
 //
 //   - Subscriptions of contacts to local JIDs ("subscribers") and of local
 //     JIDs to contacts ("subscriptions", pending or approved) persist in the
-//     bbolt store at presence.store (store.go). Only bare JIDs are stored.
+//     store at presence.store (the store interface, storage.go): a bbolt
+//     file (store.go), or PostgreSQL shared by the gateways of one
+//     component (store_pg.go), re-read after each connect. Only bare JIDs
+//     are stored.
+//   - While PostgreSQL is down (outage.go) nothing is answered for lack of
+//     data: probes of subscribers held in memory are answered available,
+//     others not at all (never unsubscribed); changes wait, in order and
+//     bounded, until the store is back, and a subscribe is answered only
+//     once its outcome is stored.
 //   - presence.subscriptions decides a contact's subscribe request: auto
 //     approves (subscribed, then available presence with presence.status,
 //     then a subscribe back unless one is pending or approved), forward

@@ -119,7 +119,8 @@ func openPG(rawURL, domain string, log *slog.Logger, o pgOptions) (*pgStore, err
 	fail := func(what string, err error) error {
 		msg := "presence.store " + shown + ": " + what
 		if err != nil {
-			msg += ": " + redactStoreURL(rawURL, err.Error())
+			// pgx puts each address it tried on a line of its own
+			msg += ": " + strings.NewReplacer("\n\t", "; ", "\n", " ").Replace(redactStoreURL(rawURL, err.Error()))
 		}
 		return &pgOpenError{msg: msg, unreachable: what == "unreachable"}
 	}
@@ -277,7 +278,7 @@ func (s *pgStore) failed(err error) error {
 }
 
 func (s *pgStore) redact(err error) string {
-	return strings.ReplaceAll(redactStoreURL(s.raw, err.Error()), "\n", " ")
+	return strings.NewReplacer("\n\t", "; ", "\n", " ").Replace(redactStoreURL(s.raw, err.Error()))
 }
 
 // watch brings the store back after it went unavailable: it retries with
