@@ -32,20 +32,98 @@ import (
 // the negotiation, not the session's life), then starts the read loop and the
 // keepalive. A refused secret or password yields an error wrapping ErrAuth, a
 // domain the server does not know one wrapping ErrHostUnknown.
+//
+// cfg.Server may list several host:port separated by commas (the nodes of
+// a cluster, or a server and its replacement): Dial tries them in order,
+// each with an equal share of ctx's time left, and the first that
+// negotiates a session wins (Session.Server names it). Every Dial starts
+// from the first: the list is an order of preference. A server that says
+// another connection holds the component (ErrConflict) ends the walk: the
+// component is in use there, and going on to the next server would make a
+// second active gateway. Any other failure moves on to the next server;
+// when none is left the error joins every server's.
 func Dial(ctx context.Context, cfg Config, in Inbound) (*Session, error) {
 	if !cfg.Mode.Valid() {
 		return nil, fmt.Errorf("component: unknown mode %q (want component or client)", cfg.Mode)
 	}
+	servers := SplitServers(cfg.Server)
+	errs := make([]error, 0, len(servers))
+	for i, addr := range servers {
+		actx, cancel := shareOf(ctx, len(servers)-i)
+		one := cfg
+		one.Server = addr
+		s, err := dialOne(actx, one, in)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		if len(servers) == 1 || errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("component: none of the %d servers %s gave a session: %w", len(servers), cfg.Server, errors.Join(errs...))
+}
+
+// SplitServers splits a server list (host:port separated by commas) into
+// its addresses, in order, without the spaces around each.
+func SplitServers(list string) []string {
+	out := strings.Split(list, ",")
+	for i, a := range out {
+		out[i] = strings.TrimSpace(a)
+	}
+	return out
+}
+
+// shareOf is ctx bounded by an equal share of its time left among n
+// attempts (ctx itself when it has no deadline or n is 1).
+func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(d)/time.Duration(n))
+}
+
+// dialOne dials the one server cfg.Server and negotiates a session.
+// mellium reads the stream without looking at ctx: a server that accepts
+// the connection and never speaks would hold the negotiation forever, so
+// ctx bounds it by a socket deadline, cleared once the session is up.
+func dialOne(ctx context.Context, cfg Config, in Inbound) (*Session, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", cfg.Server)
 	if err != nil {
 		return nil, fmt.Errorf("component: dial %s: %w", cfg.Server, err)
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	s, err := open(ctx, cfg, in, conn)
+	if !stop() && err == nil {
+		// ctx ended as the session came up: its socket may carry a
+		// deadline in the past now.
+		s.kill(nil)
+		<-s.Done()
+		err = fmt.Errorf("component: negotiating with %s: %w", cfg.Server, ctx.Err())
+	}
 	if err != nil {
 		_ = conn.Close()
+		cerr := ctx.Err()
+		if dl, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(dl) {
+			// The socket deadline (= ctx's) fired a moment before
+			// ctx's own timer.
+			cerr = context.DeadlineExceeded
+		}
+		if cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%w)", cerr, err)
+		}
 		return nil, err
 	}
+	_ = conn.SetDeadline(time.Time{})
 	return s, nil
 }
 
@@ -282,3 +360,7 @@ func (s *Session) start() {
 	go s.keepalive()
 	go s.serve()
 }
+
+// Server is the host:port this session is connected to: the one of
+// Config.Server's list that answered.
+func (s *Session) Server() string { return s.cfg.Server }

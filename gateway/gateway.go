@@ -113,6 +113,12 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		Version:  deps.Version,
 		Config:   g.Config,
 		Links:    g.links,
+		XMPPServer: func() string {
+			if s := g.sess.get(); s != nil {
+				return s.Server()
+			}
+			return ""
+		},
 		Presence: g.pres,
 		Rooms:    g.roomsStatus,
 		Logger:   g.log.With("component", "http"),

@@ -14,8 +14,13 @@ import (
 	"xmppgw/queue"
 )
 
-// dialTimeout bounds one connection attempt (dial and negotiation).
+// dialTimeout bounds one connection attempt (dial and negotiation) to one
+// server or broker; a walk through a list of n gets n times as long, shared
+// equally among them.
 const dialTimeout = 15 * time.Second
+
+// walkTimeout bounds a walk through a list of n servers or brokers.
+func walkTimeout(n int) time.Duration { return time.Duration(max(1, n)) * dialTimeout }
 
 // standbyRetry is the base retry interval while another gateway holds the
 // component.
@@ -44,13 +49,17 @@ func (g *Gateway) componentConfig(cfg *Config) component.Config {
 // runXMPP keeps one XMPP session up, redialling with backoff, until ctx is
 // done. A rejected secret or unknown domain before the first successful
 // session is fatal: it is a configuration error, not an outage.
+//
+// xmpp.server may list several servers: every dial walks the list from the
+// first (component.Dial), so after a loss the gateway goes back to the
+// first server as soon as it answers again; the backoff is between walks.
 func (g *Gateway) runXMPP(ctx context.Context) error {
 	log := g.log.With("component", "xmpp")
 	bo := newBackoff()
 	connectedOnce, standingBy := false, false
 	for {
 		cfg := g.cfg.Load()
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		dctx, cancel := context.WithTimeout(ctx, walkTimeout(len(component.SplitServers(cfg.XMPP.Server))))
 		s, err := component.Dial(dctx, g.componentConfig(cfg), reader{g})
 		cancel()
 		if err != nil {
@@ -83,7 +92,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 		}
 		connectedOnce = true
 		up := time.Now()
-		log.Info("xmpp connected", "server", cfg.XMPP.Server, "addr", s.Addr().String())
+		log.Info("xmpp connected", "server", s.Server(), "addr", s.Addr().String())
 		g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
 		g.sess.set(s)
 		g.in.online(s)
@@ -97,7 +106,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
 			g.sess.set(nil)
 			g.muc.Offline()
-			log.Warn("xmpp connection lost", "err", s.Err(), "up", time.Since(up).Round(time.Millisecond))
+			log.Warn("xmpp connection lost", "server", s.Server(), "err", s.Err(), "up", time.Since(up).Round(time.Millisecond))
 			bo.stable(time.Since(up))
 		case <-ctx.Done():
 			// The gauge first: whoever sees the gateway not ready sees
@@ -126,7 +135,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 	connectedOnce := false
 	for {
 		cfg := g.cfg.Load()
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		dctx, cancel := context.WithTimeout(ctx, walkTimeout(len(queue.SplitURLs(cfg.AMQP.URL))))
 		p, err := queue.DialPublisher(dctx, cfg.AMQP.URL, connName("publisher", cfg), g.log) // queue scopes its logger
 		cancel()
 		if err == nil {
@@ -153,7 +162,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		}
 		connectedOnce = true
 		up := time.Now()
-		log.Info("amqp connected", "url", queue.RedactURL(cfg.AMQP.URL))
+		log.Info("amqp connected", "url", p.URL())
 		g.metrics.Connected.WithLabelValues(metrics.LinkAMQP).Set(1)
 		g.publisher.set(p)
 
@@ -162,7 +171,7 @@ func (g *Gateway) runPublisher(ctx context.Context) error {
 		for {
 			select {
 			case <-p.Done():
-				log.Warn("amqp connection lost", "err", config.Redact(cfg, fmt.Sprint(p.Err())))
+				log.Warn("amqp connection lost", "url", p.URL(), "err", config.Redact(cfg, fmt.Sprint(p.Err())))
 				break up
 			case <-ctx.Done():
 				break up

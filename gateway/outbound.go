@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"xmppgw/component"
+	"xmppgw/gateway/config"
 	"xmppgw/gateway/internal/lograte"
 	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
@@ -123,7 +124,7 @@ func (o *outbound) run(ctx context.Context) error {
 		default:
 		}
 		cfg := o.g.cfg.Load()
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		dctx, cancel := context.WithTimeout(ctx, walkTimeout(len(queue.SplitURLs(cfg.AMQP.URL))))
 		cons, err := queue.Consume(dctx, queue.ConsumerConfig{
 			URL:      cfg.AMQP.URL,
 			Queue:    cfg.AMQP.OutQueue,
@@ -141,13 +142,13 @@ func (o *outbound) run(ctx context.Context) error {
 				return nil
 			}
 			wait := bo.next()
-			o.log.Warn("amqp consume failed", "queue", cfg.AMQP.OutQueue, "err", err, "retry_in", wait.Round(time.Millisecond))
+			o.log.Warn("amqp consume failed", "queue", cfg.AMQP.OutQueue, "err", config.Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
 			if !sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
-		o.log.Info("consuming", "queue", cfg.AMQP.OutQueue, "prefetch", cfg.AMQP.Prefetch)
+		o.log.Info("consuming", "queue", cfg.AMQP.OutQueue, "prefetch", cfg.AMQP.Prefetch, "url", cons.URL())
 		up := time.Now()
 		err = o.session(ctx, cfg, sess, pub, cons)
 		_ = cons.Close() // the broker requeues whatever is still unacked

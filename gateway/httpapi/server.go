@@ -41,8 +41,11 @@ type Options struct {
 	Config func() *config.Config
 	// Links reports whether the XMPP session and the broker are up: the
 	// gateway's one notion of readiness (/readyz, the status page).
-	Links    func() (xmpp, amqp bool)
-	Presence Presence
+	Links func() (xmpp, amqp bool)
+	// XMPPServer returns the host:port of xmpp.server's list the session
+	// is on, "" while down (nil: the status page shows xmpp.server).
+	XMPPServer func() string
+	Presence   Presence
 	// Rooms returns the group chats and their state (nil: none).
 	Rooms func() []Room
 	// Logger receives the server's few log lines; nil discards them.

@@ -76,7 +76,7 @@ type statusDoc struct {
 }
 
 type xmppInfo struct {
-	Server  string `json:"server"`  // host:port dialled
+	Server  string `json:"server"`  // host:port in use (xmpp.server while down)
 	Address string `json:"address"` // the component's domain, or the account's domain
 }
 
@@ -174,6 +174,11 @@ func (srv *Server) status(now time.Time, sinceMs int64) *statusDoc {
 		d.XMPP.Address = ""
 		if j, err := jid.Parse(cfg.XMPP.JID); err == nil {
 			d.XMPP.Address = j.Domainpart() // the account itself stays off the page
+		}
+	}
+	if srv.opt.XMPPServer != nil {
+		if s := srv.opt.XMPPServer(); s != "" {
+			d.XMPP.Server = s // the one of the list in use
 		}
 	}
 	d.Queues.Routes = cfg.RouteQueues()
