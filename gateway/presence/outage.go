@@ -63,6 +63,7 @@ func (p *Service) replay() {
 	if len(p.deferred) == 0 {
 		p.deferred = nil
 	}
+	p.countSubscribers() // the store re-read every row when it came back
 	p.log.Info("presence store back: waiting changes applied", "applied", n, "still_waiting", len(p.deferred))
 }
 

@@ -383,6 +383,7 @@ func (p *Service) handleCtl(r ctlReq) {
 			if err := p.st.refresh(); err != nil {
 				p.log.Warn("presence store not re-read after connect: announcing the subscriptions held in memory", "err", err)
 			}
+			p.countSubscribers()
 			p.announce(r.w, true)
 		}
 	case ctlAnnounce:

@@ -444,6 +444,17 @@ func (s *pgStore) isSubscriber(local, contact string) (bool, error) {
 	if err != nil {
 		return false, s.failed(err)
 	}
+	if n > 0 {
+		// Another gateway wrote it: memory holds it from now on.
+		s.wmu.Lock()
+		s.mu.Lock()
+		if _, ok := s.subs[k]; !ok {
+			s.subs[k] = struct{}{}
+			s.subscribers.add(contact, 1)
+		}
+		s.mu.Unlock()
+		s.wmu.Unlock()
+	}
 	return n > 0, nil
 }
 

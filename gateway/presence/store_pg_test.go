@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"xmppgw/gateway/internal/testkit"
 	"xmppgw/stanza"
@@ -470,5 +471,36 @@ func TestPresenceOnPostgres(t *testing.T) {
 				t.Fatal("not run on postgres")
 			}
 		})
+	}
+}
+
+// A standby's service opened before the active gateway recorded a
+// subscriber: after its connect (a takeover) it announces itself to that
+// subscriber, probes the contacts who approved, and counts them.
+func TestPGTakeoverAnnounce(t *testing.T) {
+	loc := pgTestSchema(t)
+	useStore(t, "bolt")
+	standby, _ := testService(t, stanza.ModeComponent, "auto", nil)
+	_ = standby.st.close()
+	var err error
+	if standby.st, err = openPG(loc, tDomain, testkit.Logger(t), testPGOptions); err != nil {
+		t.Fatal(err)
+	}
+	active := openKind(t, "postgres", loc)
+	defer active.close()
+	if _, err := active.addSubscriber(tLocal, tAlice); err != nil {
+		t.Fatal(err)
+	}
+	if err := active.setSubscription(tLocal, tAlice, subApproved); err != nil {
+		t.Fatal(err)
+	}
+	w := &presWriter{}
+	standby.handleCtl(ctlReq{op: ctlOnline, w: w})
+	if got := w.take(); got != `<presence from='notices@gw.example.org' to='alice@example.org'><status>at your service</status></presence>`+
+		`<presence from='notices@gw.example.org' to='alice@example.org' type='probe'/>` {
+		t.Errorf("standby's announce after its connect: %q", got)
+	}
+	if v := testutil.ToFloat64(standby.m.PresenceSubscribers); v != 1 {
+		t.Errorf("subscribers gauge %v", v)
 	}
 }
