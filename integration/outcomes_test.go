@@ -243,7 +243,11 @@ func TestInboundReceiptWaitsForBlockedBroker(t *testing.T) {
 	rg := startGateway(t, cfg)
 	bot := "notices@" + p.ComponentDomain
 
-	alarm := func(on bool) {
+	// The memory alarm is set and cleared with rabbitmqctl (seconds each on
+	// a busy machine). Before the message is sent the node must report the
+	// alarm; once it is cleared, the receipt's arrival proves the block
+	// lifted.
+	setAlarm := func(on bool) {
 		t.Helper()
 		arg := []string{"set_vm_memory_high_watermark", "0.4"}
 		if on {
@@ -252,13 +256,13 @@ func TestInboundReceiptWaitsForBlockedBroker(t *testing.T) {
 		if out, err := node.Ctl(arg...); err != nil {
 			t.Fatalf("%v: %v %s", arg, err, out)
 		}
-		waitFor(t, 60*time.Second, fmt.Sprintf("memory alarm %v", on), func() bool {
-			out, err := node.Ctl("eval", "rabbit_alarm:get_alarms().")
-			return err == nil && strings.Contains(out, "memory") == on
-		})
 	}
-	alarm(true)
+	setAlarm(true)
 	t.Cleanup(func() { _, _ = node.Ctl("set_vm_memory_high_watermark", "0.4") })
+	waitFor(t, 60*time.Second, "the memory alarm on", func() bool {
+		out, err := node.Ctl("eval", "rabbit_alarm:get_alarms().")
+		return err == nil && strings.Contains(out, "memory")
+	})
 
 	raw := fmt.Sprintf(`<message to='%s' type='chat' id='b-1'><body>kept?</body><request xmlns='urn:xmpp:receipts'/></message>`, bot)
 	if err := alice.SendRaw(context.Background(), raw); err != nil {
@@ -277,7 +281,7 @@ func TestInboundReceiptWaitsForBlockedBroker(t *testing.T) {
 		t.Fatalf("%d events in the queue while the broker blocks", n)
 	}
 
-	alarm(false)
+	setAlarm(false)
 	m := recv(t, alice, 60*time.Second)
 	if a, ok := childAttrs(t, m.Raw, "urn:xmpp:receipts", "received"); !ok || a["id"] != "b-1" || m.Type == "error" {
 		t.Fatalf("want the receipt for b-1, got %s", m.Raw)
