@@ -38,6 +38,7 @@ type Proxy struct {
 	accepted int
 	closed   bool
 	taps     map[Direction]func([]byte)
+	stallNew Direction // StallAll: connections accepted from now on start stalled
 	wg       sync.WaitGroup
 }
 
@@ -86,6 +87,7 @@ func (p *Proxy) accept() {
 		}
 		l := &link{client: c, server: s}
 		p.mu.Lock()
+		l.stalled = p.stallNew
 		if p.closed {
 			p.mu.Unlock()
 			c.Close()
@@ -167,10 +169,20 @@ func (p *Proxy) Stall(dir Direction) {
 	}
 }
 
+// StallAll is Stall, and connections made from now on are stalled too
+// (accepted, never forwarded), as on a dead network path; Resume ends it.
+func (p *Proxy) StallAll(dir Direction) {
+	p.mu.Lock()
+	p.stallNew = dir
+	p.mu.Unlock()
+	p.Stall(dir)
+}
+
 // Resume forwards again on every connection, what was held first.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.stallNew = 0
 	for _, l := range p.links {
 		l.stalled = 0
 	}
