@@ -43,6 +43,9 @@ type RabbitMQOptions struct {
 	Heartbeat int
 	// Config is extra rabbitmq.conf lines.
 	Config string
+	// Cookie is the node's Erlang cookie; "" makes a random one. The
+	// nodes of a cluster (StartRabbitCluster) share one.
+	Cookie string
 }
 
 // RabbitMQ is a private RabbitMQ node started by one test.
@@ -129,7 +132,11 @@ func StartRabbitMQDir(dir string, opts RabbitMQOptions) (*RabbitMQ, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(home, ".erlang.cookie"), []byte(strings.ToUpper(randomHex(16))), 0o400); err != nil {
+	cookie := opts.Cookie
+	if cookie == "" {
+		cookie = strings.ToUpper(randomHex(16))
+	}
+	if err := os.WriteFile(filepath.Join(home, ".erlang.cookie"), []byte(cookie), 0o400); err != nil {
 		return nil, err
 	}
 	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", r.Port)
