@@ -10,8 +10,10 @@ import (
 
 	"xmppgw/component"
 	"xmppgw/gateway/config"
+	"xmppgw/gateway/leader"
 	"xmppgw/gateway/metrics"
 	"xmppgw/queue"
+	"xmppgw/stanza"
 )
 
 // dialTimeout bounds one connection attempt (dial and negotiation) to one
@@ -53,7 +55,68 @@ func (g *Gateway) componentConfig(cfg *Config) component.Config {
 // xmpp.server may list several servers: every dial walks the list from the
 // first (component.Dial), so after a loss the gateway goes back to the
 // first server as soon as it answers again; the backoff is between walks.
+//
+// With presence.lease_ttl (component mode, a PostgreSQL store) the gateway
+// connects only while it holds the component's lease (gateway/leader):
+// losing it, or failing to renew it in time, closes the session at once.
 func (g *Gateway) runXMPP(ctx context.Context) error {
+	cfg := g.cfg.Load()
+	if cfg.XMPP.Mode != stanza.ModeComponent || cfg.Presence.LeaseTTL == 0 {
+		return g.xmppLoop(ctx, ctx)
+	}
+	return g.xmppLeading(ctx, cfg)
+}
+
+// xmppLeading runs the XMPP link while this gateway holds the lease.
+func (g *Gateway) xmppLeading(ctx context.Context, cfg *Config) error {
+	log := g.log.With("component", "leader")
+	bo := newBackoff()
+	var lease *leader.Lease
+	for lease == nil {
+		octx, cancel := context.WithTimeout(ctx, dialTimeout)
+		l, err := leader.Open(octx, leader.Options{URL: cfg.Presence.Store, Name: cfg.XMPP.Domain, TTL: cfg.Presence.LeaseTTL, Logger: g.log})
+		cancel()
+		if err == nil {
+			lease = l
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := bo.next()
+		log.Warn("cannot open the lease table in presence.store; retrying", "err", config.Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
+		g.metrics.Standby.Set(1)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+	defer lease.Close()
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var fatal error
+	waiting := false
+	standby := func() {
+		if !waiting {
+			log.Info("another gateway holds the component's lease; standing by", "domain", cfg.XMPP.Domain)
+		}
+		waiting = true
+		g.metrics.Standby.Set(1)
+	}
+	lease.Lead(lctx, standby, func(leadCtx context.Context) {
+		waiting = false
+		g.metrics.Standby.Set(0)
+		if err := g.xmppLoop(leadCtx, ctx); err != nil {
+			fatal = err
+			stop()
+		}
+	})
+	return fatal
+}
+
+// xmppLoop keeps one XMPP session up until ctx is done; life is the
+// gateway's own context: when ctx ends before it (the lease was lost) the
+// session is closed at once rather than gracefully.
+func (g *Gateway) xmppLoop(ctx, life context.Context) error {
 	log := g.log.With("component", "xmpp")
 	bo := newBackoff()
 	connectedOnce, standingBy := false, false
@@ -78,6 +141,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 					log.Info("another gateway holds the component; standing by", "server", cfg.XMPP.Server, "domain", cfg.XMPP.Domain)
 				}
 				standingBy = true
+				g.metrics.Standby.Set(1)
 			} else {
 				log.Warn("xmpp connect failed", "server", cfg.XMPP.Server, "err", config.Redact(cfg, err.Error()), "retry_in", wait.Round(time.Millisecond))
 			}
@@ -87,6 +151,7 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 			continue
 		}
 		standingBy = false
+		g.metrics.Standby.Set(0)
 		if connectedOnce {
 			g.metrics.Reconnects.WithLabelValues(metrics.LinkXMPP).Inc()
 		}
@@ -114,7 +179,13 @@ func (g *Gateway) runXMPP(ctx context.Context) error {
 			g.metrics.Connected.WithLabelValues(metrics.LinkXMPP).Set(0)
 			g.sess.set(nil)
 			g.muc.Offline()
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			closeIn := 5 * time.Second
+			if life.Err() == nil {
+				// The lease is lost: another gateway may act soon.
+				closeIn = time.Second
+				log.Warn("lease lost: closing the XMPP session now")
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), closeIn)
 			err := s.Close(cctx)
 			cancel()
 			log.Info("xmpp closed", "err", err)

@@ -126,6 +126,9 @@ type PresenceConfig struct {
 	Subscriptions string `mapstructure:"subscriptions"`
 	Status        string `mapstructure:"status"`
 	Store         string `mapstructure:"store"`
+	// LeaseTTL, when not 0, makes the gateways that share a PostgreSQL
+	// store hold the component by a lease in it (gateway/leader).
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 }
 
 // HTTPConfig is the HTTP listener for metrics, health and the status page.

@@ -71,3 +71,20 @@ func writeTemp(t *testing.T, body string) string {
 	}
 	return p
 }
+
+func TestLeaseTTLConfig(t *testing.T) {
+	const comp = "xmpp:\n  domain: gw.example.org\n  secret: s3cr3t-value\n"
+	cfg, err := Load(writeTemp(t, comp+"presence:\n  store: postgres://gw@db.example.org/xmppgw\n  lease_ttl: 15s\n"))
+	if err != nil || cfg.Presence.LeaseTTL != 15*time.Second {
+		t.Fatalf("%v %v", cfg, err)
+	}
+	for i, tc := range []struct{ body, want string }{
+		0: {"presence:\n  lease_ttl: 15s\n", "presence.lease_ttl: needs presence.store to be a postgres:// URL"},
+		1: {"presence:\n  store: postgres://gw@db.example.org/xmppgw\n  lease_ttl: 1s\n", "presence.lease_ttl"},
+	} {
+		p := writeTemp(t, comp+tc.body)
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%d: %v, want %q", i, err, tc.want)
+		}
+	}
+}

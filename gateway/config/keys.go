@@ -98,6 +98,9 @@ var keys = []key{
 	// A file path (bbolt) or a postgres:// URL (shared by the gateways of
 	// one component).
 	{name: "presence.store", def: "./data/xmppgw.db", secret: secretStoreURL, mode: stanza.ModeComponent, required: true, check: storeLocation},
+	// 0: the XMPP server's component conflict decides who is active; else
+	// a lease in the PostgreSQL store (checked in validate.go).
+	{name: "presence.lease_ttl", def: "0s", mode: stanza.ModeComponent, optional: true, check: durationRange(3*time.Second, 10*time.Minute)},
 
 	// Each room is checked in validate.go.
 	{name: "muc.rooms", def: []map[string]any{}, live: true},

@@ -3,9 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
-	"mellium.im/xmpp/jid"
 	"reflect"
 	"sort"
+
+	"mellium.im/xmpp/jid"
+
+	"xmppgw/stanza"
 )
 
 // Validate checks every key and reports all problems at once, each naming
@@ -94,7 +97,13 @@ func validateInbound(c *Config) []error {
 	return errs
 }
 
-func validatePresence(c *Config) []error { return c.checkKeys("presence") }
+func validatePresence(c *Config) []error {
+	errs := c.checkKeys("presence")
+	if c.Presence.LeaseTTL != 0 && c.XMPP.Mode == stanza.ModeComponent && !IsStoreURL(c.Presence.Store) {
+		errs = append(errs, errors.New("presence.lease_ttl: needs presence.store to be a postgres:// URL (the lease lives in that database)"))
+	}
+	return errs
+}
 
 // validateMUC checks each room: a bare room JID (local@service), written
 // canonically, once; a nick that is a valid resourcepart.

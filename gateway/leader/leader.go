@@ -182,6 +182,10 @@ func (l *Lease) hold(ctx context.Context, lead func(ctx context.Context)) {
 	for {
 		select {
 		case <-ctx.Done():
+			// A graceful stop: let lead finish (its session closed) before
+			// a standby may take over.
+			stop()
+			<-done
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl/3)
 			_ = l.Release(rctx)
 			cancel()

@@ -29,6 +29,7 @@ type Metrics struct {
 	Presence         *prometheus.CounterVec // type of presence stanza received (PresenceTypeLabel)
 	ContactsOnline   prometheus.Gauge
 
+	Standby             prometheus.Gauge     // 1 while another gateway holds the component
 	MUCRooms            *prometheus.GaugeVec // state: joined, joining, failed
 	MUCRejoins          prometheus.Counter
 	MUCSelfPings        *prometheus.CounterVec // result: joined, lost, unknown
@@ -118,6 +119,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		ContactsOnline: f.NewGauge(prometheus.GaugeOpts{
 			Name: "xmppgw_contacts_online",
 			Help: "Contacts currently known to be available.",
+		}),
+		Standby: f.NewGauge(prometheus.GaugeOpts{
+			Name: "xmppgw_standby",
+			Help: "1 while this gateway waits as a hot standby: another gateway holds the component (its lease in PostgreSQL, or the server refused a second connection).",
 		}),
 		MUCRooms: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "xmppgw_muc_rooms",
