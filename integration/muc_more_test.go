@@ -15,7 +15,8 @@ import (
 // gateway in client mode.
 
 // ejabberdMUC enables mod_muc on conference.localhost: rooms anyone may
-// create, persistent so that they outlive their creator's presence.
+// create, persistent so that they outlive their creator's presence and a
+// restart of the server, with 100 messages of history.
 const ejabberdMUC = `
   mod_muc:
     hosts:
@@ -23,6 +24,7 @@ const ejabberdMUC = `
     access: all
     access_create: all
     access_persistent: all
+    history_size: 100
     default_room_options:
       persistent: true
 `
@@ -260,6 +262,66 @@ func TestMUCEjabberd(t *testing.T) {
 	}
 	if v := metricValue(t, rg, `xmppgw_muc_self_pings_total{result="lost"}`); v != 0 {
 		t.Fatalf("%v self-pings lost", v)
+	}
+}
+
+// TestMUCEjabberdRestart: ejabberd stops while the gateway is in a room
+// and items for it keep coming; once ejabberd is back (the room restored
+// from its spool, without occupants) the gateway rejoins and every item
+// reaches the room, in order (alice reads them from its history).
+func TestMUCEjabberdRestart(t *testing.T) {
+	e := harness.StartEjabberdWith(t, harness.EjabberdOptions{Users: map[string]string{"alice": "alice-pass"}, Modules: ejabberdMUC})
+	alice, err := harness.Dial(context.Background(), e.C2SAddr, e.JID("alice"), "alice-pass")
+	if err != nil {
+		t.Fatalf("client login on ejabberd: %v", err)
+	}
+	t.Cleanup(func() { _ = alice.Close() })
+	alicePres := watchPresences(alice)
+	const ops = "ops@conference.localhost"
+	joinRoom(t, alice, alicePres, ops, "alice", 0)
+
+	q := newQueues(t)
+	t.Cleanup(func() { harness.DeleteQueues(t, q.out+".wait") })
+	cfg := writeAndLoad(t, fmt.Sprintf(`xmpp:
+  mode: component
+  server: %s
+  domain: %s
+  secret: %s
+  keepalive: 5s
+`, e.ComponentAddr, e.ComponentDomain, e.Secret)+restOfConfig(t, q)+`muc:
+  self_ping: 5s
+  rooms:
+    - jid: `+ops+`
+`)
+	rg := startGateway(t, cfg)
+	alicePres.wait(t, 0, ops+"/notices", "available", 30*time.Second)
+	waitFor(t, 30*time.Second, "the room joined", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 1
+	})
+
+	e.Stop(t)
+	const n = 50
+	publishItems(t, q.out, "mucej-r-", mucItems(t, ops, "restart ", n))
+	began := time.Now()
+	e.Start(t)
+	waitFor(t, 90*time.Second, "every item sent", func() bool {
+		return harness.QueueLen(t, q.out) == 0 && harness.QueueLen(t, q.out+".wait") == 0 &&
+			metricValue(t, rg, `xmppgw_outbound_items_total{result="sent"}`) == n
+	})
+	t.Logf("%d items sent %s after ejabberd started again", n, time.Since(began).Round(time.Millisecond))
+	waitFor(t, 30*time.Second, "the room joined again", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 1
+	})
+	alice2, err := harness.Dial(context.Background(), e.C2SAddr, e.JID("alice"), "alice-pass")
+	if err != nil {
+		t.Fatalf("client login on ejabberd after its restart: %v", err)
+	}
+	t.Cleanup(func() { _ = alice2.Close() })
+	alice2Pres := watchPresences(alice2)
+	joinRoom(t, alice2, alice2Pres, ops, "alice", n)
+	checkInOrder(t, alice2, ops+"/notices", "restart ", n, 60*time.Second)
+	if v := harness.QueueLen(t, q.dead); v != 0 {
+		t.Fatalf("%d dead letters", v)
 	}
 }
 

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,8 +21,10 @@ type Ejabberd struct {
 	Secret          string
 	Dir             string
 
-	node string
-	args []string // the ejabberdctl options that select this node
+	node   string
+	args   []string      // the ejabberdctl options that select this node
+	out    *syncBuffer   // output of every run of the node
+	exited chan struct{} // closed when the running node exits; nil when stopped
 }
 
 // EjabberdOptions configure StartEjabberdWith.
@@ -183,39 +184,64 @@ func (e *Ejabberd) ctl(args ...string) *exec.Cmd {
 	return exec.Command("ejabberdctl", append(e.args, args...)...)
 }
 
-// run starts the node in the foreground, arranges for it to stop (and for
-// its output and log to be shown if the test failed) when the test ends,
-// and waits for its ports.
+// run starts the node, arranges for it to stop (and for its output and log
+// to be shown if the test failed) when the test ends, and waits for its
+// ports.
 func (e *Ejabberd) run(t testing.TB) {
 	t.Helper()
+	e.out = &syncBuffer{}
+	t.Cleanup(func() {
+		e.stop()
+		if t.Failed() {
+			logs, _ := os.ReadFile(filepath.Join(e.Dir, "logs", "ejabberd.log"))
+			t.Logf("ejabberd output:\n%s\nlog:\n%s", e.out.String(), logs)
+		}
+		_ = os.RemoveAll(e.Dir)
+	})
+	e.Start(t)
+}
+
+// Start starts the node in the foreground (again, after Stop: its spool
+// keeps users and persistent rooms) and waits for its ports.
+func (e *Ejabberd) Start(t testing.TB) {
+	t.Helper()
+	if e.exited != nil {
+		t.Fatal("harness: ejabberd is running already")
+	}
 	cmd := e.ctl("foreground")
 	cmd.Dir = e.Dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = e.out, e.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = e.ctl("stop").Run()
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = exec.Command("pkill", "-KILL", "-f", e.node).Run()
-			<-exited
-		}
-		if t.Failed() {
-			logs, _ := os.ReadFile(filepath.Join(e.Dir, "logs", "ejabberd.log"))
-			t.Logf("ejabberd output:\n%s\nlog:\n%s", out.String(), logs)
-		}
-		_ = os.RemoveAll(e.Dir)
-	})
+	e.exited = exited
 	for _, addr := range []string{e.C2SAddr, e.ComponentAddr} {
 		if err := WaitTCP(addr, 60*time.Second); err != nil {
-			t.Fatalf("harness: ejabberd did not listen on %s: %v\n%s", addr, err, out.String())
+			t.Fatalf("harness: ejabberd did not listen on %s: %v\n%s", addr, err, e.out.String())
 		}
 	}
+}
+
+// Stop stops the node cleanly and waits until it has exited.
+func (e *Ejabberd) Stop(t testing.TB) {
+	t.Helper()
+	e.stop()
+}
+
+func (e *Ejabberd) stop() {
+	if e.exited == nil {
+		return
+	}
+	_ = e.ctl("stop").Run()
+	select {
+	case <-e.exited:
+	case <-time.After(20 * time.Second):
+		_ = exec.Command("pkill", "-KILL", "-f", e.node).Run()
+		<-e.exited
+	}
+	e.exited = nil
 }
 
 // JID returns user@Domain.
