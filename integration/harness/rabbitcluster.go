@@ -84,6 +84,9 @@ func StartRabbitCluster(t testing.TB, n int, opts RabbitMQOptions) *RabbitCluste
 		t.Fatal(err)
 	}
 	c.FormTime = time.Since(began)
+	for _, r := range c.Nodes {
+		t.Logf("harness: rabbitmq node %s (AMQP 127.0.0.1:%d) started in %s", r.Node, r.Port, r.StartTime.Round(time.Millisecond))
+	}
 	return c
 }
 
@@ -92,7 +95,9 @@ func StartRabbitCluster(t testing.TB, n int, opts RabbitMQOptions) *RabbitCluste
 func (c *RabbitCluster) join() error {
 	first := c.Nodes[0]
 	for _, r := range c.Nodes[1:] {
-		for _, args := range [][]string{{"stop_app"}, {"join_cluster", first.Node}, {"start_app"}, {"await_startup"}} {
+		// start_app returns once the application runs; the wait below
+		// checks that every node sees it.
+		for _, args := range [][]string{{"stop_app"}, {"join_cluster", first.Node}, {"start_app"}} {
 			if _, err := r.Ctl(args...); err != nil {
 				return fmt.Errorf("harness: %s joining %s: %w", r.Node, first.Node, err)
 			}
@@ -186,6 +191,11 @@ func (r *RabbitMQ) QueueLeader(q string) (string, error) {
 	}
 	return "", fmt.Errorf("harness: queue %s not found on %s", q, r.Node)
 }
+
+// Kill ends the node with SIGKILL, as a crash would: its client
+// connections and its cluster links drop at once. Close does nothing
+// afterwards.
+func (r *RabbitMQ) Kill() { r.kill() }
 
 // NodeConnections lists the pids of the client connections to the node r
 // itself (list_connections shows those of the whole cluster) whose client
