@@ -29,6 +29,14 @@ const ejabberdMUC = `
       persistent: true
 `
 
+// mucQueues are newQueues plus the wait queue the gateway declares for
+// parked groupchat items (<out>.wait), deleted when the test ends.
+func mucQueues(t testing.TB) queues {
+	q := newQueues(t)
+	t.Cleanup(func() { harness.DeleteQueues(t, q.out+".wait") })
+	return q
+}
+
 // mucItems are n groupchat items to room with the texts prefix 0 … prefix n-1.
 func mucItems(t testing.TB, room, prefix string, n int) [][]byte {
 	t.Helper()
@@ -123,8 +131,9 @@ func roomStates(t testing.TB, rg *runningGateway) map[string][2]string {
 // notices-2 in another where alice holds its nick, and fails in a
 // members-only one; ejabberd answers its self-pings (no rejoin); 1,000
 // items arrive in order; alice's room message is an event, the gateway's
-// echoes are not; kicked, the gateway rejoins and its items flow again;
-// a room destroyed and a ban fail for good (items dead-lettered).
+// echoes are not; kicked, the gateway rejoins and its items flow again; a
+// SIGHUP leaves one room and joins another; a room destroyed and a ban fail
+// for good (items dead-lettered).
 func TestMUCEjabberd(t *testing.T) {
 	e := harness.StartEjabberdWith(t, harness.EjabberdOptions{Users: map[string]string{"alice": "alice-pass"}, Modules: ejabberdMUC})
 	alice, err := harness.Dial(context.Background(), e.C2SAddr, e.JID("alice"), "alice-pass")
@@ -137,10 +146,14 @@ func TestMUCEjabberd(t *testing.T) {
 		ops      = "ops@conference.localhost"
 		conflict = "conflict@conference.localhost"
 		private  = "private@conference.localhost"
+		extra    = "extra@conference.localhost" // removed by a SIGHUP
+		dev      = "dev@conference.localhost"   // added by it
 	)
 	joinRoom(t, alice, alicePres, ops, "alice", 0)
 	joinRoom(t, alice, alicePres, conflict, "notices", 0)
 	joinRoom(t, alice, alicePres, private, "alice", 0)
+	joinRoom(t, alice, alicePres, extra, "alice", 0)
+	joinRoom(t, alice, alicePres, dev, "alice", 0)
 	membersOnly := `<iq type='set' to='` + private + `'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>` +
 		`<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>` +
 		`<field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>`
@@ -148,26 +161,27 @@ func TestMUCEjabberd(t *testing.T) {
 		t.Fatalf("making %s members-only: %v %s", private, err, reply)
 	}
 
-	q := newQueues(t)
-	cfg := writeAndLoad(t, fmt.Sprintf(`xmpp:
+	q := mucQueues(t)
+	base := fmt.Sprintf(`xmpp:
   mode: component
   server: %s
   domain: %s
   secret: %s
   keepalive: 5s
-`, e.ComponentAddr, e.ComponentDomain, e.Secret)+restOfConfig(t, q)+`muc:
+`, e.ComponentAddr, e.ComponentDomain, e.Secret) + restOfConfig(t, q) + `muc:
   self_ping: 5s
   rooms:
-    - jid: `+ops+`
-    - jid: `+conflict+`
-    - jid: `+private+`
-`)
-	rg := startGateway(t, cfg)
+    - jid: ` + ops + `
+    - jid: ` + conflict + `
+    - jid: ` + private + `
+`
+	rg := startGateway(t, writeAndLoad(t, base+"    - jid: "+extra+"\n"))
 	since := alicePres.wait(t, 0, ops+"/notices", "available", 30*time.Second)
 	alicePres.wait(t, 0, conflict+"/notices-2", "available", 30*time.Second)
+	alicePres.wait(t, 0, extra+"/notices", "available", 30*time.Second)
 	occupantJID(t, alicePres, ops+"/notices", "notices@"+e.ComponentDomain)
-	waitFor(t, 30*time.Second, "two rooms joined, the members-only one failed", func() bool {
-		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 2 && metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 1
+	waitFor(t, 30*time.Second, "three rooms joined, the members-only one failed", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 3 && metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 1
 	})
 	rooms := roomStates(t, rg)
 	if s := rooms[private]; s[0] != "failed" || !strings.Contains(s[1], "members-only") {
@@ -177,11 +191,11 @@ func TestMUCEjabberd(t *testing.T) {
 		t.Fatalf("status of %s: %q (all: %v)", ops, s, rooms)
 	}
 
-	// ejabberd answers the self-pings: both rooms are seen joined, and none
+	// ejabberd answers the self-pings: the rooms are seen joined, and none
 	// is rejoined for it.
 	began := time.Now()
 	waitFor(t, 60*time.Second, "self-pings answered", func() bool {
-		return metricValue(t, rg, `xmppgw_muc_self_pings_total{result="joined"}`) >= 2
+		return metricValue(t, rg, `xmppgw_muc_self_pings_total{result="joined"}`) >= 3
 	})
 	t.Logf("self-pings answered after %s", time.Since(began).Round(time.Millisecond))
 	if v := metricValue(t, rg, "xmppgw_muc_rejoins_total") + metricValue(t, rg, `xmppgw_muc_self_pings_total{result="lost"}`); v != 0 {
@@ -209,7 +223,7 @@ func TestMUCEjabberd(t *testing.T) {
 	since = alicePres.wait(t, since, ops+"/notices", "unavailable", 30*time.Second)
 	alicePres.wait(t, since, ops+"/notices", "available", 30*time.Second)
 	waitFor(t, 30*time.Second, "the room joined again", func() bool {
-		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 2
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 3
 	})
 	if v := metricValue(t, rg, "xmppgw_muc_rejoins_total"); v != rejoins+1 {
 		t.Fatalf("rejoins %v → %v, want one more", rejoins, v)
@@ -219,6 +233,17 @@ func TestMUCEjabberd(t *testing.T) {
 	waitFor(t, 30*time.Second, "every item acknowledged", func() bool { return harness.QueueLen(t, q.out) == 0 })
 	if v := harness.QueueLen(t, q.dead); v != 0 {
 		t.Fatalf("%d dead letters", v)
+	}
+
+	// SIGHUP: extra removed (left), dev added (joined).
+	rg.Reload(writeAndLoad(t, base+"    - jid: "+dev+"\n"))
+	alicePres.wait(t, 0, extra+"/notices", "unavailable", 30*time.Second)
+	alicePres.wait(t, 0, dev+"/notices", "available", 30*time.Second)
+	waitFor(t, 30*time.Second, "dev joined, extra gone", func() bool {
+		return metricValue(t, rg, `xmppgw_muc_rooms{state="joined"}`) == 3 && metricValue(t, rg, `xmppgw_muc_rooms{state="failed"}`) == 1
+	})
+	if rooms := roomStates(t, rg); rooms[dev][0] != "joined" || rooms[extra] != [2]string{} {
+		t.Fatalf("rooms after the reload: %v", rooms)
 	}
 
 	// Destroyed by its owner: failed for good, never joined again (which
@@ -280,8 +305,7 @@ func TestMUCEjabberdRestart(t *testing.T) {
 	const ops = "ops@conference.localhost"
 	joinRoom(t, alice, alicePres, ops, "alice", 0)
 
-	q := newQueues(t)
-	t.Cleanup(func() { harness.DeleteQueues(t, q.out+".wait") })
+	q := mucQueues(t)
 	cfg := writeAndLoad(t, fmt.Sprintf(`xmpp:
   mode: component
   server: %s
@@ -337,7 +361,7 @@ func TestMUCClientMode(t *testing.T) {
 	const ops = "ops@conference.localhost"
 	joinRoom(t, alice, alicePres, ops, "alice", 0)
 
-	q := newQueues(t)
+	q := mucQueues(t)
 	cfg := writeAndLoad(t, fmt.Sprintf(`xmpp:
   mode: client
   server: %s
