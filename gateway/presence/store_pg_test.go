@@ -504,3 +504,73 @@ func TestPGTakeoverAnnounce(t *testing.T) {
 		t.Errorf("subscribers gauge %v", v)
 	}
 }
+
+// fakePGAuth is a server that asks for a clear-text password and refuses
+// it as PostgreSQL does (SQLSTATE 28P01); it returns its address and the
+// password it received.
+func fakePGAuth(t *testing.T) (addr string, got <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		var hdr [4]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil { // startup message
+			return
+		}
+		n := int(hdr[0])<<24 | int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
+		if _, err := io.ReadFull(c, make([]byte, n-4)); err != nil {
+			return
+		}
+		_, _ = c.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}) // cleartext password, please
+		var typ [5]byte
+		if _, err := io.ReadFull(c, typ[:]); err != nil || typ[0] != 'p' {
+			return
+		}
+		n = int(typ[1])<<24 | int(typ[2])<<16 | int(typ[3])<<8 | int(typ[4])
+		pw := make([]byte, n-4)
+		if _, err := io.ReadFull(c, pw); err != nil {
+			return
+		}
+		ch <- strings.TrimRight(string(pw), "\x00")
+		fields := "SFATAL\x00VFATAL\x00C28P01\x00Mpassword authentication failed for user \"gw\"\x00\x00"
+		l := len(fields) + 4
+		_, _ = c.Write(append([]byte{'E', byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)}, fields...))
+	}()
+	return ln.Addr().String(), ch
+}
+
+// A refused login at start says so, names the key, and shows no password.
+func TestPGOpenAuthFailed(t *testing.T) {
+	const pw = "Qz8AuthSecret"
+	addr, got := fakePGAuth(t)
+	_, err := openPG("postgres://gw:"+pw+"@"+addr+"/xmppgw?sslmode=disable", tDomain, testkit.Logger(t), testPGOptions)
+	if err == nil {
+		t.Fatal("opened")
+	}
+	t.Log(err)
+	select {
+	case p := <-got:
+		if p != pw {
+			t.Fatalf("the server got password %q", p)
+		}
+	default:
+		t.Fatal("the server never asked for the password")
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "presence.store postgres://gw:xxxxx@"+addr+"/xmppgw?sslmode=disable: authentication failed") || strings.Contains(msg, pw) {
+		t.Errorf("error %q", msg)
+	}
+	if errors.Is(err, ErrStoreUnavailable) {
+		t.Error("a refused login is not an unavailable store")
+	}
+}
