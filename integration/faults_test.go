@@ -616,9 +616,10 @@ type gatewayProcess struct {
 }
 
 // newGatewayProcess writes a component-mode config for p and q (its own
-// store and HTTP port; with "rate", outbound paced at faultRate) and
-// registers a cleanup that stops the process and logs its output if the
-// test failed.
+// store and HTTP port) and registers a cleanup that stops the process and
+// logs its output if the test failed. opts: "rate" (outbound paced at
+// faultRate), "store=URL" (presence.store), "lease=TTL"
+// (presence.lease_ttl), "server=host:port" (xmpp.server).
 func newGatewayProcess(t *testing.T, p *harness.Prosody, q queues, opts ...string) *gatewayProcess {
 	t.Helper()
 	dir := t.TempDir()
@@ -640,9 +641,16 @@ http:
   listen: %s
 `, p.ComponentAddr, p.ComponentDomain, p.Secret, harness.BrokerURL(t), q.out, q.in, q.dead, filepath.Join(dir, "xmppgw.db"), gp.httpAddr)
 	for _, o := range opts {
-		if o == "rate" {
+		switch k, v, _ := strings.Cut(o, "="); k {
+		case "rate":
 			yaml += fmt.Sprintf("outbound:\n  rate: %d\n", faultRate)
 			yaml = strings.Replace(yaml, "amqp:\n", fmt.Sprintf("amqp:\n  prefetch: %d\n", faultPrefetch), 1)
+		case "store": // presence.store
+			yaml = strings.Replace(yaml, "  store: "+filepath.Join(dir, "xmppgw.db"), "  store: '"+v+"'", 1)
+		case "lease": // presence.lease_ttl
+			yaml = strings.Replace(yaml, "presence:\n", "presence:\n  lease_ttl: "+v+"\n", 1)
+		case "server": // xmpp.server
+			yaml = strings.Replace(yaml, "  server: "+p.ComponentAddr, "  server: "+v, 1)
 		}
 	}
 	if err := os.WriteFile(gp.cfg, []byte(yaml), 0o600); err != nil {

@@ -29,6 +29,7 @@ type ProsodyOptions struct {
 	Users           map[string]string // user -> password, registered after start
 	LogLevel        string            // default "warn"
 	Global          string            // extra Lua for the global section
+	ComponentExtra  string            // extra Lua for the gateway's Component section (after the operators' snippet: it overrides it)
 	Host            string            // extra Lua for the VirtualHost section
 }
 

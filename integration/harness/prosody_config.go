@@ -49,6 +49,7 @@ type configData struct {
 	C2SPort                         int
 	Component                       string
 	Global, Host                    string
+	ComponentExtra                  string
 }
 
 var configTmpl = template.Must(template.New("prosody").Funcs(template.FuncMap{
@@ -102,6 +103,7 @@ modules_disabled = {
 -- Component part: configs/servers/prosody-component.cfg.lua with the test's
 -- domain, secret and port.
 {{ .Component }}
+{{ .ComponentExtra }}
 
 VirtualHost {{ q .Domain }}
 {{ .Host }}

@@ -88,15 +88,16 @@ func (p *Prosody) configureDir(root string, opts ProsodyOptions) error {
 		return err
 	}
 	cfg, err := renderConfig(configData{
-		Dir:       p.Dir,
-		PIDFile:   filepath.Join(p.Dir, "prosody.pid"),
-		LogFile:   p.LogFile,
-		LogLevel:  opts.LogLevel,
-		Domain:    p.Domain,
-		C2SPort:   c2s,
-		Component: snippet,
-		Global:    opts.Global,
-		Host:      opts.Host,
+		Dir:            p.Dir,
+		PIDFile:        filepath.Join(p.Dir, "prosody.pid"),
+		LogFile:        p.LogFile,
+		LogLevel:       opts.LogLevel,
+		Domain:         p.Domain,
+		C2SPort:        c2s,
+		Component:      snippet,
+		Global:         opts.Global,
+		ComponentExtra: opts.ComponentExtra,
+		Host:           opts.Host,
 	})
 	if err != nil {
 		return fmt.Errorf("harness: prosody config: %w", err)
