@@ -68,5 +68,8 @@ Component "gw.example.org"
 	-- hot standby that retries every few seconds and takes over when the
 	-- first one goes away. ("kick_old" would make two gateways replace each
 	-- other in a loop.) After a network cut Prosody frees the old stream
-	-- when its TCP connection times out.
+	-- when its TCP connection times out. With presence.lease_ttl (the
+	-- gateways hold the component by a lease in PostgreSQL, and only the
+	-- holder connects) set "kick_old" instead: the new holder then replaces
+	-- a half-open connection of a stalled one at once.
 	component_conflict_resolve = "kick_new"
