@@ -2,17 +2,12 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"xmppgw/integration/harness"
 )
@@ -20,59 +15,6 @@ import (
 // The presence store on PostgreSQL (presence.store: postgres://…), shared by
 // the gateways of one component: a gateway that starts with nothing of its
 // own knows every subscriber that another gateway recorded.
-
-// pgServer is the PostgreSQL of the tests (trust auth, database test);
-// XMPPGW_TEST_PG overrides it.
-func pgServer() string {
-	if s := os.Getenv("XMPPGW_TEST_PG"); s != "" {
-		return s
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// pgExec runs sql on a connection of its own.
-func pgExec(t testing.TB, sql string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, pgServer())
-	if err != nil {
-		t.Fatalf("PostgreSQL of the tests: %v", err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-// pgInt returns the integer that sql gives on the store at url.
-func pgInt(t testing.TB, url, sql string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	var n int
-	if err := c.QueryRow(ctx, sql).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
-}
-
-// pgStoreURL creates a schema of the test's own (dropped when it ends) and
-// returns a presence.store URL that uses it.
-func pgStoreURL(t testing.TB) string {
-	t.Helper()
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	schema := "xmppgw_test_" + hex.EncodeToString(r[:])
-	pgExec(t, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { pgExec(t, "DROP SCHEMA "+schema+" CASCADE") })
-	return pgServer() + "&search_path=" + schema
-}
 
 // TestPGStoreTakeover: alice subscribes through one gateway; it stops; a
 // second gateway, a new process state with no file of its own but the same
@@ -82,7 +24,7 @@ func pgStoreURL(t testing.TB) string {
 func TestPGStoreTakeover(t *testing.T) {
 	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass"}})
 	q := newQueues(t)
-	store := pgStoreURL(t)
+	store := harness.PGSchemaURL(t)
 	cfg := gatewayConfig(t, p, q)
 	cfg.Presence.Status = "first"
 	cfg.Presence.Store = store
@@ -93,8 +35,8 @@ func TestPGStoreTakeover(t *testing.T) {
 	subscribeAndApprove(t, alice, gw)
 	waitOnline(t, first, p.JID("alice"), true)
 	waitFor(t, presenceWait, "alice stored as a subscriber, her approval stored", func() bool {
-		return pgInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 1 &&
-			pgInt(t, store, `SELECT count(*) FROM xmppgw_subscriptions WHERE state = 'approved'`) == 1
+		return harness.PGInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 1 &&
+			harness.PGInt(t, store, `SELECT count(*) FROM xmppgw_subscriptions WHERE state = 'approved'`) == 1
 	})
 	if err := first.stop(t); err != nil {
 		t.Fatal(err)
@@ -220,7 +162,7 @@ func (p *pgProxy) setDown(down bool) {
 func TestPGStoreOutage(t *testing.T) {
 	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass", "bob": "bob-pass"}})
 	q := newQueues(t)
-	store := pgStoreURL(t)
+	store := harness.PGSchemaURL(t)
 	proxy := startPGProxy(t, "127.0.0.1:5432")
 	cfg := gatewayConfig(t, p, q)
 	cfg.Presence.Store = strings.Replace(store, "127.0.0.1:5432", proxy.ln.Addr().String(), 1)
@@ -249,7 +191,7 @@ func TestPGStoreOutage(t *testing.T) {
 		return from(gw, "")(pr) && pr.To == alice.JID.String()
 	})
 	sendRaw(t, bob, "<presence type='probe' to='"+gw+"' id='bob-probe'/>")
-	if n := pgInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`); n != 1 {
+	if n := harness.PGInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`); n != 1 {
 		t.Fatalf("%d subscribers stored while the gateway cannot reach PostgreSQL", n)
 	}
 
@@ -258,7 +200,7 @@ func TestPGStoreOutage(t *testing.T) {
 	// while the store was away, got none, never unsubscribed)
 	never(bob, "bob approved once PostgreSQL is back", from(gw, "subscribed"))
 	waitFor(t, presenceWait, "bob stored", func() bool {
-		return pgInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 2
+		return harness.PGInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 2
 	})
 	waitFor(t, presenceWait, "two subscribers counted", func() bool {
 		return metricValue(t, rg, "xmppgw_presence_subscribers") == 2

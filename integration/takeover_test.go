@@ -33,7 +33,7 @@ func TestLeaseTakeover(t *testing.T) {
 	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass", "bob": "bob-pass", "carol": "carol-pass"},
 		ComponentExtra: `component_conflict_resolve = "kick_old"`})
 	q := newQueues(t)
-	store := pgStoreURL(t)
+	store := harness.PGSchemaURL(t)
 	const ttl = 3 * time.Second
 	col := collect(t, p, "alice", "alice-pass")
 
@@ -54,7 +54,7 @@ func TestLeaseTakeover(t *testing.T) {
 	carol := dialInterested(t, p, "carol", "carol-pass")
 	subscribeAndApprove(t, carol, gw)
 	waitFor(t, 30*time.Second, "carol stored as a subscriber", func() bool {
-		return pgInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 1
+		return harness.PGInt(t, store, `SELECT count(*) FROM xmppgw_subscribers`) == 1
 	})
 	bob := harness.DialClient(t, p, "bob", "bob-pass")
 	var bobErrors atomic.Int64 // refusals: error replies to bob's messages

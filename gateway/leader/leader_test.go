@@ -2,15 +2,11 @@ package leader
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"xmppgw/gateway/internal/testkit"
@@ -19,44 +15,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pgServer is the PostgreSQL of the tests (trust auth, database test);
-// XMPPGW_TEST_PG overrides it.
-func pgServer() string {
-	if s := os.Getenv("XMPPGW_TEST_PG"); s != "" {
-		return s
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// testURL creates a schema of the test's own (dropped at its end) and
-// returns a URL whose search_path is that schema, through addr (host:port)
+// testURL is a URL of a schema of the test's own, through addr (host:port)
 // when it is not empty.
 func testURL(t *testing.T, addr string) string {
 	t.Helper()
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	schema := "xmppgw_test_" + hex.EncodeToString(r[:])
-	admin(t, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { admin(t, "DROP SCHEMA "+schema+" CASCADE") })
-	u := pgServer() + "&search_path=" + schema
+	u := harness.PGSchemaURL(t)
 	if addr != "" {
 		u = strings.Replace(u, "127.0.0.1:5432", addr, 1)
 	}
 	return u
-}
-
-func admin(t *testing.T, sql string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, pgServer())
-	if err != nil {
-		t.Fatalf("PostgreSQL of the tests: %v", err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 func open(t *testing.T, url string, ttl time.Duration) *Lease {
@@ -215,7 +182,7 @@ func TestLeadLostToAnother(t *testing.T) {
 	go func() { defer close(done); a.Lead(ctx, nil, log.lead("a")) }()
 	testkit.Eventually(t, "a leads", func() bool { return log.has("a leads") })
 	schema := url[strings.Index(url, "search_path=")+len("search_path="):]
-	admin(t, "UPDATE "+schema+".xmppgw_leases SET holder = 'someone-else'")
+	harness.PGExec(t, harness.PGServer(), "UPDATE "+schema+".xmppgw_leases SET holder = 'someone-else'")
 	testkit.Eventually(t, "a stops", func() bool { return log.has("a stops") })
 	cancel()
 	<-done

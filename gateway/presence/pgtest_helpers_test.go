@@ -1,53 +1,24 @@
 package presence
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"xmppgw/gateway/internal/testkit"
+	"xmppgw/integration/harness"
 )
 
-// pgTestServer is the PostgreSQL of the tests (trust auth, database test);
-// XMPPGW_TEST_PG overrides it.
-func pgTestServer() string {
-	if s := os.Getenv("XMPPGW_TEST_PG"); s != "" {
-		return s
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// pgTestSchema creates a schema of its own for the test (dropped when it
-// ends) and returns a store URL whose search_path is that schema.
-func pgTestSchema(t testing.TB) string {
-	t.Helper()
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	schema := "xmppgw_test_" + hex.EncodeToString(r[:])
-	pgAdmin(t, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { pgAdmin(t, "DROP SCHEMA "+schema+" CASCADE") })
-	return pgTestServer() + "&search_path=" + schema
-}
+// The tests' PostgreSQL and a schema of each test's own (integration/harness).
+var (
+	pgTestServer = harness.PGServer
+	pgTestSchema = harness.PGSchemaURL
+)
 
 // pgAdmin runs sql on a connection of its own.
 func pgAdmin(t testing.TB, sql string, args ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, pgTestServer())
-	if err != nil {
-		t.Fatalf("PostgreSQL of the tests (%s): %v", pgTestServer(), err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	harness.PGExec(t, harness.PGServer(), sql, args...)
 }
 
 // testPGOptions keep the tests quick.
