@@ -89,9 +89,9 @@ func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
 }
 
 // dialOne dials the one server cfg.Server and negotiates a session.
-// mellium reads the stream without looking at ctx: a server that accepts
-// the connection and never speaks would hold the negotiation forever, so
-// ctx bounds it by a socket deadline, cleared once the session is up.
+// mellium does not bound its reads by ctx: a server that accepts the
+// connection and never speaks would hold the negotiation forever, so ctx
+// bounds it by a socket deadline, cleared once the session is up.
 func dialOne(ctx context.Context, cfg Config, in Inbound) (*Session, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", cfg.Server)
@@ -102,7 +102,12 @@ func dialOne(ctx context.Context, cfg Config, in Inbound) (*Session, error) {
 		_ = conn.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	s, err := open(ctx, cfg, in, conn)
+	// mellium gets a context that never ends: when its context ends it
+	// pokes the socket with a past deadline and then clears every
+	// deadline, which can race with (and undo) ours and leave a read on a
+	// silent server blocked forever (seen under stress-ng). The socket
+	// deadline above bounds the negotiation instead.
+	s, err := open(context.WithoutCancel(ctx), cfg, in, conn)
 	if !stop() && err == nil {
 		// ctx ended as the session came up: its socket may carry a
 		// deadline in the past now.

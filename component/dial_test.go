@@ -121,10 +121,19 @@ func TestDialOrder(t *testing.T) {
 			log := &dialLog{}
 			var addrs []string
 			names := map[string]string{}
-			for j, k := range tc.kinds {
-				s := startListServer(t, log, "s"+string(rune('0'+j)), k)
-				addrs = append(addrs, s.addr)
-				names[s.addr] = s.name
+			// The dead servers' ports are taken last: a port closed
+			// before another server listens may be given to it, and the
+			// dead server would answer.
+			addrs = make([]string, len(tc.kinds))
+			for _, dead := range []bool{false, true} {
+				for j, k := range tc.kinds {
+					if (k == "dead") != dead {
+						continue
+					}
+					s := startListServer(t, log, "s"+string(rune('0'+j)), k)
+					addrs[j] = s.addr
+					names[s.addr] = s.name
+				}
 			}
 			cfg := testConfig(t)
 			cfg.Server = strings.Join(addrs, ", ")
