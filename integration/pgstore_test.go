@@ -2,10 +2,7 @@ package integration
 
 import (
 	"context"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,74 +84,6 @@ func TestPGStoreTakeover(t *testing.T) {
 	}
 }
 
-// pgProxy forwards TCP to PostgreSQL; down drops every connection and
-// closes new ones at once, until up.
-type pgProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startPGProxy(t *testing.T, target string) *pgProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pgProxy{ln: ln, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			s, err := net.Dial("tcp", target)
-			if p.down || err != nil {
-				p.mu.Unlock()
-				c.Close()
-				if s != nil {
-					s.Close()
-				}
-				continue
-			}
-			p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			p.wg.Add(2)
-			pipe := func(dst, src net.Conn) {
-				defer p.wg.Done()
-				_, _ = io.Copy(dst, src)
-				dst.Close()
-				src.Close()
-			}
-			go pipe(s, c)
-			go pipe(c, s)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.setDown(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *pgProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
 // TestPGStoreOutage: the real gateway with its store behind a proxy that
 // drops PostgreSQL. While the database is away alice (a subscriber) has her
 // probe answered available, bob's subscribe waits unanswered; once it is
@@ -163,9 +92,9 @@ func TestPGStoreOutage(t *testing.T) {
 	p := harness.StartProsody(t, harness.ProsodyOptions{Users: map[string]string{"alice": "alice-pass", "bob": "bob-pass"}})
 	q := newQueues(t)
 	store := harness.PGSchemaURL(t)
-	proxy := startPGProxy(t, "127.0.0.1:5432")
+	proxy := harness.StartProxy(t, "127.0.0.1:5432")
 	cfg := gatewayConfig(t, p, q)
-	cfg.Presence.Store = strings.Replace(store, "127.0.0.1:5432", proxy.ln.Addr().String(), 1)
+	cfg.Presence.Store = strings.Replace(store, "127.0.0.1:5432", proxy.Addr, 1)
 	rg := startGateway(t, cfg)
 	gw := "notices@" + p.ComponentDomain
 	alice := dialInterested(t, p, "alice", "alice-pass")
@@ -184,7 +113,7 @@ func TestPGStoreOutage(t *testing.T) {
 
 	// PostgreSQL goes away; bob's subscribe is the change that finds it
 	// gone (alice's probe is answered from memory, whichever comes first)
-	proxy.setDown(true)
+	proxy.SetDown(true)
 	sendRaw(t, bob, "<presence type='subscribe' to='"+gw+"' id='bob-sub'/>")
 	sendRaw(t, alice, "<presence type='probe' to='"+gw+"' id='alice-probe'/>")
 	never(alice, "the answer to alice's probe while PostgreSQL is away", func(pr harness.Presence) bool {
@@ -195,7 +124,7 @@ func TestPGStoreOutage(t *testing.T) {
 		t.Fatalf("%d subscribers stored while the gateway cannot reach PostgreSQL", n)
 	}
 
-	proxy.setDown(false)
+	proxy.SetDown(false)
 	// bob's first answer from the gateway: subscribed (his probe, sent
 	// while the store was away, got none, never unsubscribed)
 	never(bob, "bob approved once PostgreSQL is back", from(gw, "subscribed"))

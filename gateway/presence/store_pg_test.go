@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"xmppgw/gateway/internal/testkit"
+	"xmppgw/integration/harness"
 	"xmppgw/stanza"
 )
 
@@ -207,82 +208,17 @@ func TestPGOpenErrors(t *testing.T) {
 	}
 }
 
-// pgProxy forwards TCP to the test PostgreSQL; down closes every
-// connection and refuses new ones (closes them at once) until up.
-type pgProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
+// pgProxy forwards TCP to the test PostgreSQL; setDown(true) cuts every
+// connection and refuses new ones until setDown(false).
+type pgProxy struct{ *harness.Proxy }
 
-func startPGProxy(t *testing.T) *pgProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pgProxy{ln: ln, target: "127.0.0.1:5432", conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.setDown(true)
-		p.wg.Wait()
-	})
-	return p
-}
+func startPGProxy(t *testing.T) *pgProxy { return &pgProxy{harness.StartProxy(t, "127.0.0.1:5432")} }
 
-func (p *pgProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(s, c)
-		go pipe(c, s)
-	}
-}
-
-func (p *pgProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
+func (p *pgProxy) setDown(down bool) { p.SetDown(down) }
 
 // url is loc (a test schema's URL) through the proxy.
 func (p *pgProxy) url(loc string) string {
-	return strings.Replace(loc, "127.0.0.1:5432", p.ln.Addr().String(), 1)
+	return strings.Replace(loc, "127.0.0.1:5432", p.Addr, 1)
 }
 
 // waitUntil polls cond (every 10 ms) for at most d.

@@ -39,6 +39,7 @@ type Proxy struct {
 	closed   bool
 	taps     map[Direction]func([]byte)
 	stallNew Direction // StallAll: connections accepted from now on start stalled
+	down     bool      // SetDown: new connections are closed at once
 	wg       sync.WaitGroup
 }
 
@@ -79,6 +80,13 @@ func (p *Proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -187,6 +195,18 @@ func (p *Proxy) Resume() {
 		l.stalled = 0
 	}
 	p.cond.Broadcast()
+}
+
+// SetDown(true) takes the server away: every connection is cut and new
+// ones are closed at once, as a server that is down would refuse them;
+// SetDown(false) forwards new connections again.
+func (p *Proxy) SetDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+	if down {
+		p.Cut()
+	}
 }
 
 // Cut closes every connection open now, stalled or not, with a reset on
