@@ -17,12 +17,16 @@ import (
 	"xmppgw/stanza"
 )
 
-// The events held between the XMPP reader and the broker's confirm are
-// bounded in number and in bytes of text and payload; past either bound new
-// messages are refused (type wait) until the broker catches up.
+// The events held between the XMPP reader and the broker's confirm (in the
+// buffer or published and awaiting the confirm) are bounded in number and
+// in bytes of text and payload. At either bound the XMPP reader waits
+// (offerWait), and refuses (type wait) only a broker that is down,
+// blocking or stuck. The bounds keep memory flat whatever the flood: 4,096
+// in flight covers more than a confirm round trip at the broker's full
+// rate; 16 MiB is 64 messages at the largest text and payload.
 const (
 	inboundBuffer      = 4096
-	inboundBufferBytes = 32 << 20
+	inboundBufferBytes = 16 << 20
 )
 
 // routeDefault labels events that no inbound route matched.
@@ -45,9 +49,12 @@ type inbound struct {
 	ids   atomic.Uint64
 	idPfx string
 	warn  lograte.Sampler
-	bytes atomic.Int64  // size of the events buffered or awaiting a confirm
-	space chan struct{} // signalled when room is freed in the buffer
-	wait  time.Duration // how long a full buffer holds the reader: backpressureWait
+	held     atomic.Int64  // events buffered or awaiting a confirm: at most inboundBuffer
+	bytes    atomic.Int64  // their size (eventSize)
+	progress atomic.Int64  // UnixNano of the last release of an event
+	space    chan struct{} // signalled when room is freed in the buffer
+	closing  chan struct{} // closed by close
+	wait     time.Duration // tests: the stuck period if ≥ 0 (else inbound.blocked_wait)
 
 	// gate closes the buffer when the drain begins: from then on messages
 	// are refused at once, so none is left behind in a buffer nobody
@@ -90,10 +97,6 @@ func (g *Gateway) eventPublisher() (eventPublisher, <-chan struct{}) {
 	return publisherEvents{p}, changed
 }
 
-// backpressureWait bounds how long the XMPP reader waits for room in a full
-// buffer while the broker is up, before it refuses the message.
-const backpressureWait = time.Second
-
 // eventSize is what an event counts against inboundBufferBytes: every
 // string it holds, plus the fixed overhead of the item and its JSON.
 func eventSize(ev *stanza.Event) int64 {
@@ -108,7 +111,8 @@ func newInbound(g *Gateway) *inbound {
 		log:       g.log.With("component", "inbound"),
 		ch:        make(chan inItem, inboundBuffer),
 		space:     make(chan struct{}, 1),
-		wait:      backpressureWait,
+		closing:   make(chan struct{}),
+		wait:      -1,
 		grace:     outageGrace,
 		drain:     drainTimeout,
 		publisher: g.eventPublisher,
@@ -117,14 +121,17 @@ func newInbound(g *Gateway) *inbound {
 }
 
 func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
+	in.offerWait(s, ev, true)
+}
+
+// offerWait queues ev, or refuses it. With wait, a full buffer holds the
+// caller (the XMPP read loop: TCP then pushes back on the server and on
+// the senders) for as long as the broker keeps confirming events; it
+// refuses only when the broker is down or blocking, or has confirmed
+// nothing for the stuck period (inbound.blocked_wait).
+func (in *inbound) offerWait(s *component.Session, ev *stanza.Event, wait bool) {
 	if ev.ID == "" {
 		ev.ID = in.idPfx + strconv.FormatUint(in.ids.Add(1), 36)
-	}
-	in.gate.RLock()
-	defer in.gate.RUnlock()
-	if in.closed {
-		in.refuse(s, ev, "shutdown")
-		return
 	}
 	cfg := in.g.cfg.Load()
 	key, route := cfg.AMQP.InQueue, routeDefault
@@ -135,44 +142,103 @@ func (in *inbound) offer(s *component.Session, ev *stanza.Event) {
 			}
 		}
 	}
-	pub, _ := in.publisher()
-	if pub == nil {
-		in.refuse(s, ev, "broker_down")
-		return
-	}
 	it := inItem{ev: *ev, sess: s, key: key, route: route}
 	size := eventSize(ev)
-	var timeout <-chan time.Time
-	for {
-		if in.bytes.Add(size) <= inboundBufferBytes {
-			select {
-			case in.ch <- it:
-				in.g.metrics.InboundBuffer.Inc()
-				return
-			default:
-			}
+	var (
+		deadline time.Time
+		timer    *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		in.bytes.Add(-size)
-		// Full. While the broker is up and takes events, hold the reader
-		// for a moment (TCP pushes back on the server) rather than refuse:
-		// a burst is then absorbed. Refuse when the broker is gone or
-		// blocking, or when the buffer does not drain in time.
-		if now, _ := in.publisher(); now == nil || pub.Blocked() || in.wait <= 0 {
+	}()
+	for {
+		pub, changed := in.publisher()
+		if pub == nil {
+			in.refuse(s, ev, "broker_down")
+			return
+		}
+		switch in.admit(&it, size) {
+		case admitted:
+			return
+		case admitClosed:
+			in.refuse(s, ev, "shutdown")
+			return
+		}
+		// Full.
+		if pub.Blocked() {
+			in.refuse(s, ev, "blocked")
+			return
+		}
+		stuck := in.stuckAfter(cfg)
+		if !wait || stuck <= 0 {
 			in.refuse(s, ev, "buffer_full")
 			return
 		}
-		if timeout == nil {
-			t := time.NewTimer(in.wait)
-			defer t.Stop()
-			timeout = t.C
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(stuck)
+		}
+		if p := time.Unix(0, in.progress.Load()).Add(stuck); p.After(deadline) {
+			deadline = p // the broker confirmed something: wait on
+		}
+		d := deadline.Sub(now)
+		if d <= 0 {
+			in.refuse(s, ev, "buffer_full")
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
 		}
 		select {
 		case <-in.space:
-		case <-timeout:
-			in.refuse(s, ev, "buffer_full")
-			return
+		case <-changed:
+		case <-in.closing:
+		case <-timer.C:
 		}
 	}
+}
+
+// admit outcomes.
+const (
+	admitted = iota
+	admitFull
+	admitClosed
+)
+
+// admit puts it into the buffer if there is room in number (events
+// buffered or awaiting a confirm) and in bytes.
+func (in *inbound) admit(it *inItem, size int64) int {
+	in.gate.RLock()
+	defer in.gate.RUnlock()
+	if in.closed {
+		return admitClosed
+	}
+	if in.held.Add(1) > inboundBuffer {
+		in.held.Add(-1)
+		return admitFull
+	}
+	if in.bytes.Add(size) > inboundBufferBytes {
+		in.bytes.Add(-size)
+		in.held.Add(-1)
+		return admitFull
+	}
+	in.ch <- *it // never blocks: the channel holds at most held events
+	in.g.metrics.InboundBuffer.Inc()
+	return admitted
+}
+
+// stuckAfter is how long a full buffer waits for the broker to confirm
+// something before messages are refused: inbound.blocked_wait, at least a
+// second (tests set wait).
+func (in *inbound) stuckAfter(cfg *Config) time.Duration {
+	if in.wait >= 0 {
+		return in.wait
+	}
+	return max(cfg.Inbound.BlockedWait, time.Second)
 }
 
 // freed wakes an offer waiting for room in the buffer.
@@ -189,13 +255,16 @@ func (in *inbound) offerEvent(ev *stanza.Event) {
 	if ev.ReceivedAt.IsZero() {
 		ev.ReceivedAt = time.Now().UTC()
 	}
-	in.offer(nil, ev)
+	in.offerWait(nil, ev, false)
 }
 
 // close refuses every later offer; what is buffered stays for the drain.
 func (in *inbound) close() {
 	in.gate.Lock()
-	in.closed = true
+	if !in.closed {
+		in.closed = true
+		close(in.closing)
+	}
 	in.gate.Unlock()
 }
 

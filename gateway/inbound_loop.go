@@ -109,6 +109,7 @@ func (in *inbound) run(ctx context.Context) error {
 			endLife()
 			return nil
 		case <-l.settled:
+			l.now = time.Now()
 			l.settleReady()
 		case l.now = <-tick.C:
 			l.expire()
@@ -145,6 +146,8 @@ func (l *inLoop) release(it *inItem) {
 	in := l.in
 	in.g.metrics.InboundBuffer.Dec()
 	in.bytes.Add(-eventSize(&it.ev))
+	in.held.Add(-1)
+	in.progress.Store(l.now.UnixNano())
 	in.freed()
 }
 
@@ -152,7 +155,6 @@ func (l *inLoop) release(it *inItem) {
 // broker to take it.
 func (l *inLoop) publish(it *inItem, pub eventPublisher) {
 	in := l.in
-	in.freed() // a slot of the channel
 	if pub == nil {
 		l.release(it)
 		in.refuse(it.sess, &it.ev, "broker_down")

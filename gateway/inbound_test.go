@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,39 +92,108 @@ func TestInboundRouting(t *testing.T) {
 	}
 }
 
-// TestInboundBackpressure: a full buffer holds the reader while the broker
-// drains it, instead of refusing; it refuses once the wait runs out.
+// TestInboundBackpressure: a full buffer holds the reader, instead of
+// refusing, for as long as the broker keeps confirming events, even past
+// the stuck period; it refuses once nothing was confirmed for that long.
 func TestInboundBackpressure(t *testing.T) {
 	g := newTestGateway(t, "")
 	g.publisher.set(&queue.Publisher{})
-	g.in.wait = 2 * time.Second
+	const stuck = time.Second
+	g.in.wait = stuck
 	for i := 0; i < inboundBuffer; i++ {
 		g.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
 	}
-	// A slow "publisher" takes one event after 100 ms.
+	// A slow broker: it confirms something every 50 ms for 1.5 stuck
+	// periods, without freeing room (another reader took it), then frees
+	// one event's room.
+	released := make(chan time.Time, 1)
 	go func() {
-		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		for time.Since(start) < stuck*3/2 {
+			g.in.progress.Store(time.Now().UnixNano())
+			time.Sleep(50 * time.Millisecond)
+		}
+		released <- time.Now()
 		<-g.in.ch
+		g.in.held.Add(-1)
+		g.in.progress.Store(time.Now().UnixNano())
 		g.in.freed()
 	}()
-	start := time.Now()
 	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "waited"})
-	if d := time.Since(start); d < 90*time.Millisecond {
-		t.Fatalf("offer returned after %s without room", d)
+	select {
+	case <-released:
+	default:
+		t.Fatal("offer returned before the broker freed room")
 	}
 	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("buffer_full")); r != 0 {
-		t.Fatalf("refused %v while the broker drained the buffer", r)
+		t.Fatalf("refused %v while the broker made progress", r)
 	}
-	if len(g.in.ch) != inboundBuffer {
-		t.Fatalf("buffer holds %d, want %d", len(g.in.ch), inboundBuffer)
+	if len(g.in.ch) != inboundBuffer || g.in.held.Load() != inboundBuffer {
+		t.Fatalf("buffer holds %d (held %d), want %d", len(g.in.ch), g.in.held.Load(), inboundBuffer)
 	}
-	// Nothing drains: refused after the wait.
+	// Nothing confirmed any more: refused once the stuck period passed
+	// since the last progress.
 	g.in.wait = 100 * time.Millisecond
+	start := time.Now()
 	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "refused"})
 	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("buffer_full")); r != 1 {
-		t.Fatalf("refused = %v after the wait ran out", r)
+		t.Fatalf("refused = %v after the broker stopped confirming", r)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("refused after %s: the reader did not wait for the broker at all", d)
 	}
 }
+
+// TestInboundFullRefusedAtOnce: a full buffer does not hold the reader
+// when waiting cannot help: the broker blocks publishers, the buffer was
+// closed for the drain, or no sender waits (presence events).
+func TestInboundFullRefusedAtOnce(t *testing.T) {
+	g := newTestGateway(t, "")
+	pub := &blockingPublisher{}
+	g.in.publisher = func() (eventPublisher, <-chan struct{}) { return pub, nil }
+	g.in.wait = time.Hour
+	for i := 0; i < inboundBuffer; i++ {
+		g.in.offer(nil, &stanza.Event{Kind: "message", Text: "hi"})
+	}
+	g.in.offerEvent(&stanza.Event{Kind: "presence"})
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("buffer_full")); r != 1 {
+		t.Fatalf("presence event: refused{buffer_full} = %v, want 1 at once", r)
+	}
+	pub.blocked.Store(true)
+	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "x"})
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("blocked")); r != 1 {
+		t.Fatalf("refused{blocked} = %v, want 1", r)
+	}
+	pub.blocked.Store(false)
+	// A reader waiting when the drain begins is let go at once.
+	asked := make(chan struct{}, 1)
+	g.in.publisher = func() (eventPublisher, <-chan struct{}) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return pub, nil
+	}
+	done := make(chan struct{})
+	go func() {
+		g.in.offer(nil, &stanza.Event{Kind: "message", Text: "y"})
+		close(done)
+	}()
+	<-asked // the reader found the buffer full, or is about to
+	g.in.close()
+	<-done
+	if r := testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("shutdown")); r != 1 {
+		t.Fatalf("refused{shutdown} = %v, want 1", r)
+	}
+}
+
+// blockingPublisher is an eventPublisher whose block the test sets.
+type blockingPublisher struct{ blocked atomic.Bool }
+
+func (p *blockingPublisher) PublishNotify(context.Context, string, amqp.Publishing, bool, chan<- struct{}) (confirmation, error) {
+	return nil, queue.ErrBlocked
+}
+func (p *blockingPublisher) Blocked() bool { return p.blocked.Load() }
 
 func TestInboundConfirmTimeout(t *testing.T) {
 	now := time.Now()
