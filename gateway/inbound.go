@@ -43,12 +43,12 @@ type inItem struct {
 // inbound turns XMPP messages into events on the broker: a bounded buffer
 // filled by the XMPP read loop without blocking, and one publishing loop.
 type inbound struct {
-	g     *Gateway
-	log   *slog.Logger
-	ch    chan inItem
-	ids   atomic.Uint64
-	idPfx string
-	warn  lograte.Sampler
+	g        *Gateway
+	log      *slog.Logger
+	ch       chan inItem
+	ids      atomic.Uint64
+	idPfx    string
+	warn     lograte.Sampler
 	held     atomic.Int64  // events buffered or awaiting a confirm: at most inboundBuffer
 	bytes    atomic.Int64  // their size (eventSize)
 	progress atomic.Int64  // UnixNano of the last release of an event

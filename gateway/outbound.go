@@ -40,9 +40,17 @@ type batch struct {
 	dlDone  int          // dls[:dlDone] are confirmed by the broker
 	enq     []time.Time  // enqueue times of the sent items, for the lag
 	keys    []uint64     // redelivered items it holds, forgotten once acked
+	opened  time.Time    // when its first item was taken
 }
 
 func (b *batch) empty() bool { return b.sent == 0 && len(b.dls) == 0 }
+
+// taking marks the batch opened when it takes its first item.
+func (b *batch) taking() {
+	if b.empty() {
+		b.opened = time.Now()
+	}
+}
 
 // items counts the items of the batch, sent or dead-lettered.
 func (b *batch) items() int { return b.sent + len(b.dls) }
@@ -67,6 +75,8 @@ type outbound struct {
 	drain   time.Duration // bounds the wait for the last barrier: drainTimeout
 	gen     atomic.Uint64 // bumped by a reload: rebuild the encoder
 
+	barrierDelay time.Duration // see the constant
+
 	redelivered *redeliveries // redelivered items not yet acked
 	// suspect is the redelivered item written alone and not yet confirmed
 	// (0 if none): the one to blame if the server ends the stream now.
@@ -78,13 +88,14 @@ type outbound struct {
 
 func newOutbound(g *Gateway) *outbound {
 	o := &outbound{
-		g:       g,
-		log:     g.log.With("component", "outbound"),
-		parked:  map[string]int{},
-		buf:     make([]byte, 0, maxBatchBytes+64<<10),
-		open:    &batch{},
-		limiter: rate.NewLimiter(rate.Inf, 1),
-		drain:   drainTimeout,
+		g:            g,
+		log:          g.log.With("component", "outbound"),
+		parked:       map[string]int{},
+		buf:          make([]byte, 0, maxBatchBytes+64<<10),
+		open:         &batch{},
+		limiter:      rate.NewLimiter(rate.Inf, 1),
+		drain:        drainTimeout,
+		barrierDelay: barrierDelay,
 		// Prefetch bounds the items in flight, so the tracked ones too.
 		redelivered: newRedeliveries(max(10_000, 2*g.cfg.Load().AMQP.Prefetch)),
 	}

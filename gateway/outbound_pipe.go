@@ -17,9 +17,12 @@ import (
 func (o *outbound) pump(ctx context.Context, cfg *Config, addr string, sess stream, pub deadLetterer, cons consumer) error {
 	p := pipe{o: o, sess: sess, pub: pub, cons: cons, addr: addr, dlq: cfg.AMQP.DeadLetterQueue, waitq: cfg.WaitQueue(),
 		barrierEvery: max(1, cfg.AMQP.Prefetch/4),
-		dlWake:       make(chan struct{}, 1), dlBackoff: newBackoff(), wake: time.NewTimer(time.Hour)}
+		dlWake:       make(chan struct{}, 1), dlBackoff: newBackoff(), wake: time.NewTimer(time.Hour),
+		lull: time.NewTimer(time.Hour)}
 	p.wake.Stop()
 	defer p.wake.Stop()
+	p.lull.Stop()
+	defer p.lull.Stop()
 	if err := p.encoder(); err != nil {
 		return err
 	}
@@ -81,6 +84,10 @@ func (o *outbound) pump(ctx context.Context, cfg *Config, addr string, sess stre
 			}
 		case <-p.wake.C:
 			if err := p.woken(); err != nil {
+				return err
+			}
+		case <-p.lull.C:
+			if err := p.lulled(); err != nil {
 				return err
 			}
 		case <-sess.Done():
@@ -156,6 +163,8 @@ type pipe struct {
 	dlBackoff *backoff      // between retries of failing dead letters
 	wake      *time.Timer   // the next dead-letter retry or confirm deadline
 	wakeSet   time.Time     // when wake fires; zero if it is not armed
+	lull      *time.Timer   // the open batch's barrier is due (barrierDelay)
+	lullSet   bool          // lull is armed
 }
 
 // isolating reports whether the pipe waits for an isolated item's barrier.
@@ -200,6 +209,10 @@ func (p *pipe) pace() (*rate.Reservation, error) {
 			return r, nil
 		case <-p.sess.Notify():
 			if err := p.confirm(); err != nil {
+				return r, err
+			}
+		case <-p.lull.C:
+			if err := p.lulled(); err != nil {
 				return r, err
 			}
 		case <-p.sess.Done():
@@ -270,6 +283,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 		p.deadLetter(d, key, err)
 		return nil
 	}
+	b.taking()
 	b.sent++
 	b.enq = append(b.enq, info.EnqueuedAt)
 	b.lastTag = d.DeliveryTag
@@ -314,6 +328,7 @@ func (p *pipe) deadLetter(d *amqp.Delivery, key uint64, err error) {
 	}
 	o.g.metrics.DeadLetters.WithLabelValues(label).Inc()
 	b := o.open
+	b.taking()
 	b.dls = append(b.dls, deadLetter{d: *d, reason: err.Error(), label: label})
 	if key != 0 {
 		b.keys = append(b.keys, key)
@@ -323,23 +338,70 @@ func (p *pipe) deadLetter(d *amqp.Delivery, key uint64, err error) {
 	p.publishDeadLetter(&b.dls[len(b.dls)-1])
 }
 
-// flush writes the batch. It adds a barrier when none is in flight, when
-// enough items went out without one, or while draining; otherwise the items
-// ride on the next barrier, so that there is about one ping per round trip
-// and not one per write.
+// flush writes the batch. The open batch gets its barrier when enough
+// items went out without one, while draining, or when none is in flight
+// and its first item has waited barrierDelay; otherwise its items ride on
+// the next barrier. So a stream at full speed has about one ping per round
+// trip and a trickle one per barrierDelay, never one per write: every ping
+// is a stanza the XMPP server must route, as much work for it as a message.
 func (p *pipe) flush() error {
 	o := p.o
 	p.taken = 0
 	if o.open.empty() {
 		return nil
 	}
-	if len(o.pending) == 0 || o.open.items() >= p.barrierEvery || p.draining {
+	if p.barrierDue(time.Now()) {
 		return p.barrier()
 	}
 	err := p.sess.Write(o.buf)
 	o.buf = o.buf[:0]
 	o.g.metrics.OutboundInFlight.Set(float64(p.inFlight()))
 	return err
+}
+
+// barrierDelay is how long items written while no barrier is in flight
+// wait for more before their barrier goes out (outbound.barrierDelay; tests
+// change it). It delays only their acknowledgement (the broker keeps them
+// unacked that much longer), never their delivery: they are written at
+// once.
+const barrierDelay = 10 * time.Millisecond
+
+// barrierDue reports whether the open batch needs its barrier now, and
+// arms the lull timer when it will need one later.
+func (p *pipe) barrierDue(now time.Time) bool {
+	o := p.o
+	if o.open.items() >= p.barrierEvery || p.draining {
+		return true
+	}
+	if len(o.pending) > 0 {
+		return false // rides on the next one
+	}
+	wait := o.barrierDelay - now.Sub(o.open.opened)
+	if wait <= 0 {
+		return true
+	}
+	if !p.lullSet {
+		p.lull.Reset(wait)
+		p.lullSet = true
+	}
+	return false
+}
+
+// lulled handles the lull timer: the open batch's barrier is due if none
+// is in flight.
+func (p *pipe) lulled() error {
+	p.lullSet = false
+	o := p.o
+	if len(o.pending) > 0 || o.open.empty() {
+		return nil
+	}
+	if len(o.buf) > 0 {
+		return nil // being built: flush decides
+	}
+	if p.barrierDue(time.Now()) {
+		return p.barrier()
+	}
+	return nil
 }
 
 // barrier writes the buffer (possibly empty) and a ping, and moves the open
@@ -420,8 +482,9 @@ func (p *pipe) confirm() (err error) {
 	if parked > 0 {
 		m.OutboundItems.WithLabelValues(metrics.ResultParked).Add(float64(parked))
 	}
-	// Items written without a barrier need one now that none is in flight.
-	if len(o.pending) == 0 && !o.open.empty() {
+	// Items written without a barrier need one now that none is in
+	// flight, or once they waited barrierDelay.
+	if len(o.pending) == 0 && !o.open.empty() && len(o.buf) == 0 && p.barrierDue(now) {
 		return p.barrier()
 	}
 	m.OutboundInFlight.Set(float64(p.inFlight()))

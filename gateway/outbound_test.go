@@ -215,7 +215,14 @@ type pumpHarness struct {
 
 func startPump(t *testing.T, prefetch int) *pumpHarness {
 	t.Helper()
+	return startPumpWith(t, prefetch, barrierDelay)
+}
+
+// startPumpWith starts a pump whose barriers wait delay for company.
+func startPumpWith(t *testing.T, prefetch int, delay time.Duration) *pumpHarness {
+	t.Helper()
 	g := testGateway(t, quietConfig(t)+fmt.Sprintf("amqp:\n  prefetch: %d\n", prefetch), Deps{})
+	g.out.barrierDelay = delay
 	cfg := g.Config()
 	h := &pumpHarness{t: t, g: g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -281,6 +288,34 @@ func TestPumpAcksOnlyAfterBarrier(t *testing.T) {
 		}
 		last = at
 	}
+}
+
+// TestPumpBarrierWaitsForCompany: items are written at once, but a
+// barrier (a stanza the server must route) goes out only once enough items
+// rode without one, or once the first of them waited barrierDelay.
+func TestPumpBarrierWaitsForCompany(t *testing.T) {
+	h := startPumpWith(t, 40, time.Hour) // a barrier every prefetch/4 = 10 items
+	for i := 1; i <= 9; i++ {
+		h.deliver(item(i))
+	}
+	testkit.Eventually(t, "9 items written", func() bool {
+		w, _ := h.s.sent()
+		return strings.Count(strings.Join(w, ""), "<message") == 9
+	})
+	if _, seq := h.s.sent(); seq != 0 {
+		t.Fatalf("%d barriers for 9 items, want none before the 10th or the delay", seq)
+	}
+	h.deliver(item(10))
+	testkit.Eventually(t, "a barrier with the 10th item", func() bool { _, seq := h.s.sent(); return seq == 1 })
+	h.s.confirm(1)
+	testkit.Eventually(t, "all 10 acked", func() bool { a := h.c.acked(); return len(a) == 1 && a[0] == (ack{10, true}) })
+
+	// A lone item gets its barrier from the delay alone.
+	h2 := startPumpWith(t, 40, 20*time.Millisecond)
+	h2.deliver(item(1))
+	testkit.Eventually(t, "the lone item's barrier", func() bool { _, seq := h2.s.sent(); return seq == 1 })
+	h2.s.confirm(1)
+	testkit.Eventually(t, "the lone item acked", func() bool { return len(h2.c.acked()) == 1 })
 }
 
 func TestPumpOutOfOrderBarrierAnswers(t *testing.T) {
