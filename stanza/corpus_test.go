@@ -50,6 +50,10 @@ func TestWriteSeedCorpus(t *testing.T) {
 	for i, s := range decodeSeeds {
 		write("FuzzDecodeMessage", i, s)
 	}
+	for i, s := range bytesSeeds {
+		write("FuzzDecodeMessageBytes", 2*i, s.in, uint8(0))
+		write("FuzzDecodeMessageBytes", 2*i+1, s.in, uint8(1))
+	}
 	for i, s := range presenceSeeds {
 		write("FuzzDecodePresence", i, s)
 	}

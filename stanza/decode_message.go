@@ -29,11 +29,7 @@ import (
 func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event, error) {
 	var ev Event
 	ev.From, ev.To, ev.ID, ev.Type = attrs(&start)
-	switch ev.Type {
-	case "chat", "error", "groupchat", "headline", "normal":
-	default:
-		ev.Type = "normal"
-	}
+	ev.Type = messageType(ev.Type)
 	m := messageReader{stanzaReader: stanzaReader{r: r, lim: lim.withDefaults(), depth: 1}, ns: start.Name.Space}
 	m.checkAttrs(ev.From, ev.To, ev.ID)
 	for m.depth > 0 {
@@ -61,6 +57,23 @@ func DecodeMessage(start xml.StartElement, r xml.TokenReader, lim Limits) (Event
 	return ev, err
 }
 
+// messageType is the event type of a message whose type attribute is typ:
+// the type itself (a constant string) when it is one of RFC 6121's,
+// "normal" otherwise (§5.2.2).
+func messageType(typ string) string {
+	switch typ {
+	case "chat":
+		return "chat"
+	case "error":
+		return "error"
+	case "groupchat":
+		return "groupchat"
+	case "headline":
+		return "headline"
+	}
+	return "normal"
+}
+
 // messageReader collects what DecodeMessage keeps of a message: the first
 // body, subject, thread, JSON payload and error among its children, and the
 // first condition and text of that error.
@@ -74,6 +87,7 @@ type messageReader struct {
 	body, subject, thread, payload, errText []byte
 	cond                                    string // the error's condition
 	haveCond                                bool
+	haveErrText                             bool // errText is being or was collected
 
 	receiptID, receiptStatus string // the first XEP-0184 receipt or XEP-0333 marker
 	replace                  string // the XEP-0308 correction's id
@@ -188,8 +202,8 @@ func (m *messageReader) childKind(n xml.Name) int {
 // <text> is collected, the name of its first other child is the condition.
 func (m *messageReader) errorChild(local string) {
 	if local == "text" {
-		if m.errText == nil {
-			m.cur3, m.errText = cErrText, []byte{}
+		if !m.haveErrText {
+			m.cur3, m.haveErrText = cErrText, true
 		}
 	} else if !m.haveCond {
 		m.haveCond, m.cond = true, local

@@ -103,4 +103,11 @@
 // correction's event has Replace; an OMEMO or OpenPGP message has
 // Encrypted and no Text; WantsReceipt marks a message to answer with
 // AppendReceipt once its event is queued.
+//
+// MessageDecoder reads the common shapes of a whole <message/> held in
+// memory straight from its bytes, with one allocation for the event's
+// strings, and returns ErrNotFast for anything else (or anything
+// DecodeMessage would refuse): the caller then reads the same bytes with
+// DecodeMessage over encoding/xml, so the result never depends on which
+// path read it. FuzzDecodeMessageBytes holds the two to the same event.
 package stanza
