@@ -2,6 +2,7 @@ package stanza
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 )
 
@@ -27,8 +28,12 @@ func (e *Encoder) stanzaID(dst []byte, body []byte, f jstr, m *Meta) (string, *I
 }
 
 // hashID derives a stanza id from the body and the AMQP properties that do
-// not change on redelivery: the first 16 bytes of SHA-256, as hex. The spare
-// capacity of dst is used as scratch space.
+// not change on redelivery: the first 12 bytes (96 bits) of SHA-256 in
+// unpadded base64url, 16 characters. The id is written twice per message
+// (the id attribute and the origin-id) and parsed by the server each time:
+// 96 bits keep collisions out of reach (one in 10^12 even among 10^8
+// items) at half the bytes of 32 hex digits. The spare capacity of dst is
+// used as scratch space.
 func hashID(dst, body []byte, m *Meta) string {
 	n0 := len(dst)
 	b := append(dst, "xmppgw-id\x00"...)
@@ -42,11 +47,8 @@ func hashID(dst, body []byte, m *Meta) string {
 		b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp.Unix()))
 	}
 	sum := sha256.Sum256(b[n0:])
-	var out [32]byte
-	for i, c := range sum[:16] {
-		out[2*i] = hexDigits[c>>4]
-		out[2*i+1] = hexDigits[c&15]
-	}
+	var out [16]byte
+	base64.RawURLEncoding.Encode(out[:], sum[:12])
 	return string(out[:])
 }
 
