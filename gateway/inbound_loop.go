@@ -63,6 +63,10 @@ type inLoop struct {
 	life      context.Context
 	downSince time.Time     // when the publisher went away; zero while up
 	receipts  receiptWriter // receipts owed for confirmed events, written per batch
+	// batchCtx bounds the publishes of one wake-up while the broker does
+	// not block: one context per batch, not one (and a timer) per event.
+	batchCtx    context.Context
+	batchCancel context.CancelFunc
 }
 
 // run publishes buffered events until ctx is done, then closes the buffer
@@ -134,6 +138,7 @@ func (in *inbound) run(ctx context.Context) error {
 				}
 				l.publish(&it, pub)
 			}
+			l.endBatch()
 			l.settleReady()
 		case <-changed:
 			// the publisher came up or went down: re-evaluate
@@ -201,8 +206,10 @@ func (l *inLoop) publishContext(it *inItem, pub eventPublisher) (ctx context.Con
 	wait := l.in.g.cfg.Load().Inbound.BlockedWait
 	if !pub.Blocked() {
 		// (at least a second: 0 refuses at once only a known block)
-		ctx, cancel = context.WithTimeout(l.life, max(wait, time.Second))
-		return ctx, cancel, false
+		if l.batchCtx == nil {
+			l.batchCtx, l.batchCancel = context.WithTimeout(l.life, max(wait, time.Second))
+		}
+		return l.batchCtx, noCancel, false
 	}
 	now := time.Now() // not l.now: an earlier publish of the batch may have waited
 	deadline := it.ev.ReceivedAt.Add(wait)
@@ -211,6 +218,17 @@ func (l *inLoop) publishContext(it *inItem, pub eventPublisher) (ctx context.Con
 	}
 	ctx, cancel = context.WithDeadline(l.life, deadline)
 	return ctx, cancel, !deadline.After(now)
+}
+
+// noCancel is the cancel of a publish that shares the batch's context.
+var noCancel context.CancelFunc = func() {}
+
+// endBatch releases the batch's context.
+func (l *inLoop) endBatch() {
+	if l.batchCancel != nil {
+		l.batchCancel()
+		l.batchCtx, l.batchCancel = nil, nil
+	}
 }
 
 // shortString is s if it fits an AMQP short string (255 bytes), else "":
