@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -31,17 +32,26 @@ import (
 
 // BaselineOut measures n items through the baseline bridge.
 func (e *Env) BaselineOut(run, n, warm int) (Result, error) {
-	return e.outbound("baseline-out", "b", run, n, warm, func(q queues) (*bridge, error) { return e.startBridge("bridge-out", q) })
+	return e.outbound(outRun{kind: "baseline-out", letter: "b", start: e.bridge("bridge-out", e.opt.Prefetch)}, run, n, warm)
 }
 
 // BaselineIn measures n events through the baseline bridge.
 func (e *Env) BaselineIn(run, n, warm int) (Result, error) {
-	return e.inbound("baseline-in", "c", run, n, warm, func(q queues) (*bridge, error) { return e.startBridge("bridge-in", q) })
+	return e.inbound(inRun{kind: "baseline-in", letter: "c", start: e.bridge("bridge-in", e.opt.Prefetch)}, run, n, warm)
 }
 
-func (e *Env) startBridge(role string, q queues) (*bridge, error) {
+// bridge returns the starter of the baseline bridge (or a raw role) with
+// prefetch (0: the gateway's default) and the extra flags.
+func (e *Env) bridge(role string, prefetch int, extra ...string) starter {
+	return func(q queues) (*bridge, error) { return e.startBridge(role, q, prefetch, extra...) }
+}
+
+func (e *Env) startBridge(role string, q queues, prefetch int, extra ...string) (*bridge, error) {
 	if len(e.opt.BridgeCmd) == 0 {
 		return nil, errors.New("no baseline bridge command (Options.BridgeCmd)")
+	}
+	if prefetch <= 0 {
+		prefetch = e.DefaultPrefetch
 	}
 	port, err := freePort()
 	if err != nil {
@@ -51,8 +61,9 @@ func (e *Env) startBridge(role string, q queues) (*bridge, error) {
 	args := append([]string{"-role", role},
 		"-component", e.Prosody.ComponentAddr, "-domain", e.Prosody.ComponentDomain, "-secret", e.Prosody.Secret,
 		"-server-domain", e.Prosody.Domain, "-amqp", e.opt.AMQPURL, "-out", q.out, "-in", q.in,
-		"-prefetch", strconv.Itoa(e.opt.Prefetch), "-http", httpAddr, "-linger", e.opt.BaselineLinger.String())
-	p, err := startProcess("baseline bridge", filepath.Join(e.dir, role+".log"), nil, e.opt.BridgeCmd[0], args...)
+		"-prefetch", strconv.Itoa(prefetch), "-http", httpAddr, "-linger", e.opt.BaselineLinger.String())
+	args = append(args, extra...)
+	p, err := startProcess("baseline "+role, filepath.Join(e.dir, role+".log"), nil, e.opt.BridgeCmd[0], args...)
 	// BridgeCmd[1:] is not used: the bridge flags must come first.
 	if err != nil {
 		return nil, err
@@ -77,8 +88,9 @@ func BridgeCommand(dir string) ([]string, error) {
 	return []string{bin}, nil
 }
 
-// RunBridge runs the baseline bridge (role bridge-out or bridge-in) until
-// SIGTERM. args are its flags.
+// RunBridge runs the baseline bridge (role bridge-out or bridge-in), or
+// the raw limit without a broker (raw-out, raw-in), until SIGTERM. args
+// are its flags.
 func RunBridge(role string, args []string) error {
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	var (
@@ -92,6 +104,9 @@ func RunBridge(role string, args []string) error {
 		prefetch = fs.Int("prefetch", 1000, "")
 		httpAddr = fs.String("http", "", "")
 		linger   = fs.Duration("linger", 0, "")
+		n        = fs.Int("n", 0, "raw roles: items")
+		prefix   = fs.String("prefix", "", "raw roles: prefix of the ids")
+		targets  = fs.String("targets", "", "raw-out: the receivers' JIDs, comma-separated")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -100,13 +115,24 @@ func RunBridge(role string, args []string) error {
 	defer stop()
 
 	var counted atomic.Int64
+	var ids *idSet // raw-in: the distinct ids read
 	metricName := `xmppgw_outbound_items_total{result="sent"}`
-	if role == "bridge-in" {
+	if strings.HasSuffix(role, "-in") {
 		metricName = `xmppgw_inbound_events_total{kind="message",route="default"}`
+	}
+	if role == "raw-in" {
+		ids = newIDSet(*prefix, *n)
+	}
+	var raw []amqp.Delivery // raw-out: the items, made before the window
+	if role == "raw-out" {
+		raw = rawDeliveries(*n, *prefix, strings.Split(*targets, ","))
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "%s %d\n", metricName, counted.Load())
+		if ids != nil {
+			fmt.Fprintf(w, "%s %d\n%s %d\n", rawDupsMetric, ids.dups.Load(), rawStrayMetric, ids.stray.Load())
+		}
 	})
 	l, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
@@ -130,6 +156,14 @@ func RunBridge(role string, args []string) error {
 	cancel()
 	if err != nil {
 		return fmt.Errorf("component: %w", err)
+	}
+	switch role {
+	case "raw-out":
+		ready.Store(true)
+		return rawOut(ctx, conn, raw, *prefetch, *domain, *server, &counted)
+	case "raw-in":
+		ready.Store(true)
+		return rawIn(ctx, conn, ids, &counted)
 	}
 	ac, err := amqp.Dial(*amqpURL)
 	if err != nil {

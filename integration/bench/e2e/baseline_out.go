@@ -24,11 +24,18 @@ type barrier struct {
 	n       int
 }
 
+// acker acknowledges deliveries and cancels the consumer: the AMQP
+// channel, or nothing for the raw run (rawOut), which has no broker.
+type acker interface {
+	Ack(tag uint64, multiple bool) error
+	Cancel(consumer string, noWait bool) error
+}
+
 // outBridge is the state of the outbound baseline bridge; only run and
 // its steps touch it, on one goroutine.
 type outBridge struct {
 	conn       net.Conn
-	ch         *amqp.Channel
+	ch         acker
 	deliveries <-chan amqp.Delivery
 	pongs      *pongs
 	counted    *atomic.Int64 // the bridge's sent counter
@@ -51,12 +58,17 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 	if err != nil {
 		return err
 	}
+	return newOutBridge(conn, ch, deliveries, prefetch, domain, server, linger, counted).run(ctx.Done())
+}
+
+// newOutBridge makes the outbound bridge and starts reading the barrier
+// answers.
+func newOutBridge(conn net.Conn, ch acker, deliveries <-chan amqp.Delivery, prefetch int, domain, server string, linger time.Duration, counted *atomic.Int64) *outBridge {
 	p := &pongs{conn: conn, notify: make(chan struct{}, 1), err: make(chan error, 1)}
 	go p.read()
-	o := &outBridge{conn: conn, ch: ch, deliveries: deliveries, pongs: p, counted: counted,
+	return &outBridge{conn: conn, ch: ch, deliveries: deliveries, pongs: p, counted: counted,
 		from: "notices@" + domain, domain: domain, server: server, linger: linger,
 		buf: make([]byte, 0, 512<<10), barrierEvery: max(1, prefetch/4)}
-	return o.run(ctx.Done())
 }
 
 // run forwards deliveries and acknowledges them as barriers are answered

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +38,7 @@ const (
 type Options struct {
 	Receivers int    // online clients the outbound items go to
 	Senders   int    // clients sending inbound messages
-	Prefetch  int    // amqp.prefetch of the gateway (and of the baseline)
+	Prefetch  int    // amqp.prefetch of the gateway and the baseline in Outbound and Inbound; 0: the gateway's default
 	QueueType string // classic or quorum
 	AMQPURL   string
 	LogLevel  string // of the gateway
@@ -77,7 +76,15 @@ type Env struct {
 	GatewayRev string
 	// receipts: the senders ask for a XEP-0184 receipt (InboundReceipts).
 	receipts bool
+	// DefaultPrefetch is the gateway's default amqp.prefetch (from its
+	// check-config), which the baseline uses where the gateway gets none.
+	DefaultPrefetch int
+	// epoch is the origin of clock.
+	epoch time.Time
 }
+
+// clock returns monotonic nanoseconds since Setup.
+func (e *Env) clock() int64 { return int64(time.Since(e.epoch)) }
 
 // Setup starts Prosody, registers and logs in the clients, connects to the
 // broker and builds the gateway.
@@ -87,7 +94,7 @@ func Setup(opt Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{opt: opt, dir: dir}
+	e := &Env{opt: opt, dir: dir, epoch: time.Now()}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -103,8 +110,11 @@ func Setup(opt Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("RabbitMQ not reachable (run .ci/setup): %w", err)
 	}
-	e.brokerPID = FindProcess("beam.smp")
+	e.brokerPID = brokerPID(opt.AMQPURL)
 	if err := e.gatewayBinary(); err != nil {
+		return nil, err
+	}
+	if e.DefaultPrefetch, err = e.gatewayDefaultPrefetch(); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -118,9 +128,7 @@ func (opt Options) withDefaults() Options {
 	if opt.Senders <= 0 {
 		opt.Senders = 4
 	}
-	if opt.Prefetch <= 0 {
-		opt.Prefetch = 1000
-	}
+	opt.Prefetch = max(opt.Prefetch, 0)
 	if opt.QueueType == "" {
 		opt.QueueType = queue.Classic
 	}
@@ -221,7 +229,7 @@ func (e *Env) Close() {
 
 // Result is one measurement.
 type Result struct {
-	Kind  string  `json:"kind"` // outbound, inbound, inbound-receipts, baseline-out, baseline-in
+	Kind  string  `json:"kind"` // outbound, inbound, inbound-receipts, latency-out, latency-in, backlog; baseline-* and raw-* of these
 	Run   int     `json:"run"`
 	Items int     `json:"items"` // items in the measured window
 	Secs  float64 `json:"secs"`  // the window: from the first measured item to the last one acknowledged / queued
@@ -238,6 +246,16 @@ type Result struct {
 	Refused    float64 `json:"refused,omitempty"` // inbound: xmppgw_inbound_refused_total (or error replies)
 	Errors     int64   `json:"errors,omitempty"`  // error stanzas the clients received
 	Metrics    float64 `json:"counted,omitempty"`
+	// PeakRSS is the bridge's peak resident set size in MiB (VmHWM just
+	// before it was stopped); -1 if unknown.
+	PeakRSS float64 `json:"bridge_peak_rss_mib"`
+	// Latency runs: publication (outbound) or sending (inbound) to arrival
+	// (at the client, or at a consumer of the in queue), in ms, over
+	// LatItems items.
+	LatItems int     `json:"latency_items,omitempty"`
+	LatP50   float64 `json:"latency_p50_ms,omitempty"`
+	LatP99   float64 `json:"latency_p99_ms,omitempty"`
+	LatMax   float64 `json:"latency_max_ms,omitempty"`
 	// Read and write syscalls of the bridge per item (/proc/<pid>/io).
 	ReadsPerItem  float64 `json:"bridge_reads_per_item"`
 	WritesPerItem float64 `json:"bridge_writes_per_item"` // the bridge's own count (xmppgw_outbound_items_total / inbound events)
@@ -337,28 +355,34 @@ func newIDSet(prefix string, n int) *idSet {
 
 // add marks id and reports whether it is new.
 func (s *idSet) add(id []byte) bool {
+	_, ok := s.addIndex(id)
+	return ok
+}
+
+// addIndex marks id and returns its number and whether it is new.
+func (s *idSet) addIndex(id []byte) (int, bool) {
 	if len(id) <= len(s.prefix) || string(id[:len(s.prefix)]) != string(s.prefix) {
 		s.stray.Add(1)
-		return false
+		return 0, false
 	}
 	i := 0
 	for _, c := range id[len(s.prefix):] {
-		if c < '0' || c > '9' {
+		if c < '0' || c > '9' || i >= s.n {
 			s.stray.Add(1)
-			return false
+			return 0, false
 		}
 		i = i*10 + int(c-'0')
 	}
 	if i >= s.n {
 		s.stray.Add(1)
-		return false
+		return 0, false
 	}
 	bit := uint32(1) << (i % 32)
 	if s.bits[i/32].Or(bit)&bit != 0 {
 		s.dups.Add(1)
-		return false
+		return i, false
 	}
-	return true
+	return i, true
 }
 
 // missing returns how many ids did not arrive and up to max of them.
@@ -396,74 +420,4 @@ func outBody(dst []byte, i int, target string, enq string) []byte {
 	dst = append(dst, enq...)
 	dst = append(dst, `"}`...)
 	return dst
-}
-
-// publishItems publishes n items with message ids "<prefix><i>" to q,
-// pipelined with confirms, and waits for every confirm.
-func (e *Env) publishItems(q string, prefix string, n int) error {
-	ch, err := e.conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	if err := ch.Confirm(false); err != nil {
-		return err
-	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 4096))
-	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
-	var (
-		acked, nacked int
-		wg            sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for c := range confirms {
-			if c.Ack {
-				acked++
-			} else {
-				nacked++
-			}
-			if acked+nacked == n {
-				return
-			}
-		}
-	}()
-	targets := make([]string, len(e.receivers))
-	for i := range targets {
-		targets[i] = e.Prosody.JID(receiver(i))
-	}
-	ctx := context.Background()
-	var body []byte
-	now := time.Now().UTC()
-	enq := now.Format(time.RFC3339Nano)
-	for i := 0; i < n; i++ {
-		body = outBody(body[:0], i, targets[i%len(targets)], enq)
-		err := ch.PublishWithContext(ctx, "", q, true, false, amqp.Publishing{
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			MessageId:    prefix + strconv.Itoa(i),
-			Timestamp:    now,
-			Body:         body,
-		})
-		if err != nil {
-			return fmt.Errorf("publish %d: %w", i, err)
-		}
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		return fmt.Errorf("publish: %d of %d confirms after 2 min", acked+nacked, n)
-	}
-	if nacked > 0 {
-		return fmt.Errorf("publish: broker nacked %d items", nacked)
-	}
-	select {
-	case r := <-returns:
-		return fmt.Errorf("publish: returned: %s", r.ReplyText)
-	default:
-	}
-	return nil
 }

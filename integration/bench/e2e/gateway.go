@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,8 +46,14 @@ func BuildGateway(dir, rev string) (string, error) {
 	return bin, nil
 }
 
+// gateway returns the starter of the gateway with amqp.prefetch prefetch
+// (0: none in its config, so its default).
+func (e *Env) gateway(prefetch int) starter {
+	return func(q queues) (*bridge, error) { return e.startGateway(q, prefetch) }
+}
+
 // startGateway starts the gateway on the queues q.
-func (e *Env) startGateway(q queues) (*bridge, error) {
+func (e *Env) startGateway(q queues, prefetch int) (*bridge, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -56,7 +63,7 @@ func (e *Env) startGateway(q queues) (*bridge, error) {
 		return nil, err
 	}
 	c := gwConfig{prosody: e.Prosody, amqpURL: e.opt.AMQPURL, out: q.out, in: q.in, dead: q.dead,
-		prefetch: e.opt.Prefetch, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", port),
+		prefetch: prefetch, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", port),
 		logLevel: e.opt.LogLevel, queueType: e.opt.QueueType}
 	p, err := startGateway(e.bin, c)
 	if err != nil {
@@ -139,13 +146,17 @@ type gwConfig struct {
 	prosody             *harness.Prosody
 	amqpURL             string
 	out, in, dead       string
-	prefetch            int
+	prefetch            int // 0: not in the config (the gateway's default)
 	dir                 string
 	httpAddr            string
 	logLevel, queueType string
 }
 
 func (c gwConfig) yaml() string {
+	prefetch := ""
+	if c.prefetch > 0 {
+		prefetch = fmt.Sprintf("  prefetch: %d\n", c.prefetch)
+	}
 	return fmt.Sprintf(`xmpp:
   mode: component
   server: %s
@@ -158,15 +169,14 @@ amqp:
   in_queue: %s
   dead_letter_queue: %s
   queue_type: %s
-  prefetch: %d
-presence:
+%spresence:
   store: %s
 http:
   listen: %s
 log:
   level: %s
 `, c.prosody.ComponentAddr, c.prosody.ComponentDomain, c.prosody.Secret, c.amqpURL, c.out, c.in, c.dead,
-		c.queueType, c.prefetch, filepath.Join(c.dir, "xmppgw.db"), c.httpAddr, c.logLevel)
+		c.queueType, prefetch, filepath.Join(c.dir, "xmppgw.db"), c.httpAddr, c.logLevel)
 }
 
 // startGateway writes the config into c.dir and runs the gateway binary.
@@ -176,6 +186,32 @@ func startGateway(bin string, c gwConfig) (*process, error) {
 		return nil, err
 	}
 	return startProcess("gateway", filepath.Join(c.dir, "gateway.log"), nil, bin, "run", "-c", f)
+}
+
+// gatewayDefaultPrefetch asks the gateway binary (check-config) which
+// amqp.prefetch it uses when its config names none.
+func (e *Env) gatewayDefaultPrefetch() (int, error) {
+	dir, err := mkdirTemp(e.dir, "check-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	c := gwConfig{prosody: e.Prosody, amqpURL: e.opt.AMQPURL, out: "o", in: "i", dead: "d", dir: dir,
+		httpAddr: "127.0.0.1:1", logLevel: "warn", queueType: e.opt.QueueType}
+	f := filepath.Join(dir, "xmppgw.yaml")
+	if err := os.WriteFile(f, []byte(c.yaml()), 0o600); err != nil {
+		return 0, err
+	}
+	out, err := exec.Command(e.bin, "check-config", "-c", f).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("xmppgw check-config: %v\n%s", err, out)
+	}
+	// The effective config, as YAML: the key under amqp.
+	m := regexp.MustCompile(`(?m)^amqp:\n(?:[ ].*\n)*?\s+prefetch: (\d+)$`).FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("xmppgw check-config: no amqp.prefetch in:\n%s", out)
+	}
+	return strconv.Atoi(string(m[1]))
 }
 
 // waitReady polls /readyz until it answers 200.

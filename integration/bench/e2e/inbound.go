@@ -28,7 +28,7 @@ func (s *errSink) messages(_, types [][]byte) {
 
 // Inbound measures n events (after warm ones) through the gateway.
 func (e *Env) Inbound(run, n, warm int) (Result, error) {
-	return e.inbound("inbound", "i", run, n, warm, e.startGateway)
+	return e.inbound(inRun{kind: "inbound", letter: "i", start: e.gateway(e.opt.Prefetch)}, run, n, warm)
 }
 
 // InboundReceipts is Inbound with every message asking for a XEP-0184
@@ -38,7 +38,24 @@ func (e *Env) Inbound(run, n, warm int) (Result, error) {
 func (e *Env) InboundReceipts(run, n, warm int) (Result, error) {
 	e.receipts = true
 	defer func() { e.receipts = false }()
-	return e.inbound("inbound-receipts", "r", run, n, warm, e.startGateway)
+	return e.inbound(inRun{kind: "inbound-receipts", letter: "r", start: e.gateway(e.opt.Prefetch)}, run, n, warm)
+}
+
+// appendInMessage appends the message with id prefix+i that a sender
+// sends to target.
+func (e *Env) appendInMessage(buf []byte, target, prefix string, i int) []byte {
+	buf = append(buf, "<message type='chat' to='"...)
+	buf = append(buf, target...)
+	buf = append(buf, "' id='"...)
+	buf = append(buf, prefix...)
+	buf = strconv.AppendInt(buf, int64(i), 10)
+	buf = append(buf, "'><body>Hello, this is customer message number "...)
+	buf = strconv.AppendInt(buf, int64(100000+i), 10)
+	buf = append(buf, ", asking about the order I placed on Monday morning.</body>"...)
+	if e.receipts {
+		buf = append(buf, "<request xmlns='urn:xmpp:receipts'/>"...)
+	}
+	return append(buf, "</message>"...)
 }
 
 // send makes the senders send the messages with ids prefix+[from, to) to
@@ -54,18 +71,7 @@ func (e *Env) send(prefix string, from, to int) error {
 			defer wg.Done()
 			buf := make([]byte, 0, 80<<10)
 			for i := from + k; i < to; i += len(e.senders) {
-				buf = append(buf, "<message type='chat' to='"...)
-				buf = append(buf, target...)
-				buf = append(buf, "' id='"...)
-				buf = append(buf, prefix...)
-				buf = strconv.AppendInt(buf, int64(i), 10)
-				buf = append(buf, "'><body>Hello, this is customer message number "...)
-				buf = strconv.AppendInt(buf, int64(100000+i), 10)
-				buf = append(buf, ", asking about the order I placed on Monday morning.</body>"...)
-				if e.receipts {
-					buf = append(buf, "<request xmlns='urn:xmpp:receipts'/>"...)
-				}
-				buf = append(buf, "</message>"...)
+				buf = e.appendInMessage(buf, target, prefix, i)
 				if len(buf) >= 64<<10 {
 					if err := c.write(buf); err != nil {
 						errs <- err
@@ -86,7 +92,20 @@ func (e *Env) send(prefix string, from, to int) error {
 	return <-errs
 }
 
-func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res Result, err error) {
+// inRun says what an inbound measurement runs.
+type inRun struct {
+	kind, letter string
+	start        starter
+	// raw: the component counts what it reads and queues nothing (its
+	// counters are read instead of the in queue).
+	raw bool
+}
+
+// inbound starts the bridge, sends warm+n messages and measures the window
+// from the end of the warm-up until the last event is queued (or, raw,
+// read).
+func (e *Env) inbound(o inRun, run, n, warm int) (res Result, err error) {
+	kind := o.kind
 	res = Result{Kind: kind, Run: run}
 	q, err := e.newQueues(kind)
 	if err != nil {
@@ -94,11 +113,11 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 	}
 	defer e.deleteQueues(q)
 	total := n + warm
-	prefix := fmt.Sprintf("%s%d.", letter, run)
+	prefix := runPrefix(o.letter, run)
 	s := &errSink{}
 	setSinks(e.senders, s)
 	defer setSinks(e.senders, nil)
-	b, err := start(q)
+	b, err := o.start(q)
 	if err != nil {
 		return res, err
 	}
@@ -112,8 +131,11 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 		return res, err
 	}
 	defer ch.Close()
-	w := &inQueueWaiter{ch: ch, q: q.in, refused: &s.errs, proc: b.proc, stall: e.opt.Stall}
-	if err := e.inboundWindow(&res, w, cpus, kind, prefix, run, warm, total); err != nil {
+	var w waiter = &inQueueWaiter{ch: ch, q: q.in, refused: &s.errs, proc: b.proc, stall: e.opt.Stall}
+	if o.raw {
+		w = &countWaiter{httpAddr: b.httpAddr, proc: b.proc, stall: e.opt.Stall}
+	}
+	if err := e.inboundWindow(&res, w, b.proc.pid(), cpus, kind, prefix, run, warm, total); err != nil {
 		return res, err
 	}
 	res.Errors = s.errs.Load()
@@ -128,7 +150,14 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 			return res, fmt.Errorf("%d receipts for %d queued events", got, want)
 		}
 	}
+	if o.raw {
+		err = e.checkRawIn(&res, b.httpAddr, total)
+	}
+	res.PeakRSS = peakRSS(b.proc.pid())
 	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+	if o.raw {
 		return res, err
 	}
 	err = e.checkInbound(&res, ch, q.in, kind, prefix, run, total)
@@ -138,7 +167,7 @@ func (e *Env) inbound(kind, letter string, run, n, warm int, start starter) (res
 // inboundWindow sends the warm events and waits until they are queued,
 // then measures sending the rest until they are all queued: the items, time
 // and CPU of the window go into res.
-func (e *Env) inboundWindow(res *Result, w *inQueueWaiter, cpus *cpuSet, kind, prefix string, run, warm, total int) error {
+func (e *Env) inboundWindow(res *Result, w waiter, pid int, cpus *cpuSet, kind, prefix string, run, warm, total int) error {
 	q0 := 0
 	if warm > 0 {
 		if err := e.send(prefix, 0, warm); err != nil {
@@ -149,7 +178,7 @@ func (e *Env) inboundWindow(res *Result, w *inQueueWaiter, cpus *cpuSet, kind, p
 			return err
 		}
 	}
-	perf := e.startPerf(kind, run, w.proc.pid())
+	perf := e.startPerf(kind, run, pid)
 	a := cpus.sample()
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- e.send(prefix, warm, total) }()
@@ -166,6 +195,12 @@ func (e *Env) inboundWindow(res *Result, w *inQueueWaiter, cpus *cpuSet, kind, p
 	res.Items = q1 - q0
 	e.fill(res, cpus, a, z)
 	return nil
+}
+
+// waiter waits until the bridge has moved want events in all, and says
+// how many it has.
+type waiter interface {
+	wait(want int) (int, error)
 }
 
 // inQueueWaiter polls the in queue of a run.
@@ -199,6 +234,53 @@ func (w *inQueueWaiter) wait(want int) (int, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// countWaiter polls the counter of the raw-in component.
+type countWaiter struct {
+	httpAddr string
+	proc     *process
+	stall    time.Duration
+}
+
+func (w *countWaiter) wait(want int) (int, error) {
+	last, lastAt := -1, time.Now()
+	for {
+		m, err := scrape(w.httpAddr)
+		if err != nil {
+			return 0, err
+		}
+		got := int(sumMetric(m, "xmppgw_inbound_events_total"))
+		if got >= want {
+			return got, nil
+		}
+		if w.proc.exited() {
+			return got, fmt.Errorf("%s exited; log:\n%s", w.proc.name, tail(w.proc.log, 4096))
+		}
+		if got != last {
+			last, lastAt = got, time.Now()
+		} else if time.Since(lastAt) > w.stall {
+			return got, fmt.Errorf("no progress for %s: %d of %d messages read", w.stall, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkRawIn checks that the raw-in component read every message once.
+func (e *Env) checkRawIn(res *Result, httpAddr string, total int) error {
+	m, err := scrape(httpAddr)
+	if err != nil {
+		return err
+	}
+	res.Dups = int64(m[rawDupsMetric])
+	res.Missing = total - int(sumMetric(m, "xmppgw_inbound_events_total"))
+	if res.Missing > 0 {
+		return fmt.Errorf("%w: %d messages not read by the raw component", ErrLost, res.Missing)
+	}
+	if stray := m[rawStrayMetric]; stray > 0 {
+		e.opt.Logf("%s run %d: %v messages with unexpected ids", res.Kind, res.Run, stray)
+	}
+	return nil
 }
 
 // inboundMetrics reads the bridge's counters of refused and published

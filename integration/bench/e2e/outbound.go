@@ -9,13 +9,17 @@ import (
 )
 
 // outSink counts the messages the receivers get and samples the CPU times
-// when the warm-up is over and when the last item has arrived.
+// when the warm-up is over and when the last item has arrived. With pubAt
+// set (the latency run) it also records each item's latency, arrival
+// minus publication, in lat.
 type outSink struct {
 	ids         *idSet
 	warm, total int64
 	got         atomic.Int64 // distinct ids received
 	errs        atomic.Int64 // type='error' messages
 	cpus        atomic.Pointer[cpuSet]
+	clock       func() int64   // monotonic ns (latency runs)
+	pubAt, lat  []atomic.Int64 // per item: published at, latency (ns)
 
 	mu         sync.Mutex
 	start, end cpuSample
@@ -27,33 +31,42 @@ type outSink struct {
 var typeError = []byte("error")
 
 func (s *outSink) messages(ids, types [][]byte) {
+	var now int64
+	if s.pubAt != nil {
+		now = s.clock()
+	}
 	fresh := int64(0)
 	for i, id := range ids {
 		if string(types[i]) == string(typeError) {
 			s.errs.Add(1)
 			continue
 		}
-		if s.ids.add(id) {
-			fresh++
+		k, ok := s.ids.addIndex(id)
+		if !ok {
+			continue
+		}
+		fresh++
+		if s.pubAt != nil {
+			s.lat[k].Store(max(1, now-s.pubAt[k].Load()))
 		}
 	}
 	if fresh == 0 {
 		return
 	}
-	now := s.got.Add(fresh)
-	old := now - fresh
+	now2 := s.got.Add(fresh)
+	old := now2 - fresh
 	threshold := max(s.warm, 1)
-	if old < threshold && now >= threshold {
+	if old < threshold && now2 >= threshold {
 		var smp cpuSample
 		if c := s.cpus.Load(); c != nil {
 			smp = c.sample()
 		}
 		s.mu.Lock()
-		s.start, s.startCount = smp, now
+		s.start, s.startCount = smp, now2
 		s.mu.Unlock()
 		close(s.started)
 	}
-	if old < s.total && now >= s.total {
+	if old < s.total && now2 >= s.total {
 		var smp cpuSample
 		if c := s.cpus.Load(); c != nil {
 			smp = c.sample()
@@ -65,40 +78,61 @@ func (s *outSink) messages(ids, types [][]byte) {
 	}
 }
 
+func newOutSink(prefix string, warm, total int) *outSink {
+	return &outSink{ids: newIDSet(prefix, total), warm: int64(warm), total: int64(total),
+		started: make(chan struct{}), ended: make(chan struct{})}
+}
+
 // Outbound measures n items (after warm ones) through the gateway.
 func (e *Env) Outbound(run, n, warm int) (Result, error) {
-	return e.outbound("outbound", "o", run, n, warm, e.startGateway)
+	return e.outbound(outRun{kind: "outbound", letter: "o", start: e.gateway(e.opt.Prefetch)}, run, n, warm)
 }
 
 const sentMetric = `xmppgw_outbound_items_total{result="sent"}`
 
-func (e *Env) outbound(kind, letter string, run, n, warm int, start starter) (res Result, err error) {
-	res = Result{Kind: kind, Run: run}
-	q, err := e.newQueues(kind)
+// outRun says what an outbound measurement runs.
+type outRun struct {
+	kind, letter string
+	start        starter
+	// noBroker: the items are not published to the out queue (the raw run
+	// makes them itself).
+	noBroker bool
+}
+
+// runPrefix is the prefix of the ids of run of a kind (its letter).
+func runPrefix(letter string, run int) string { return fmt.Sprintf("%s%d.", letter, run) }
+
+// outbound publishes warm+n items to a fresh out queue, then starts the
+// bridge and measures the window from the end of the warm-up (warm 0: the
+// first arrival) until every item is acknowledged.
+func (e *Env) outbound(o outRun, run, n, warm int) (res Result, err error) {
+	res = Result{Kind: o.kind, Run: run}
+	q, err := e.newQueues(o.kind)
 	if err != nil {
 		return res, err
 	}
 	defer e.deleteQueues(q)
 	total := n + warm
-	prefix := fmt.Sprintf("%s%d.", letter, run)
-	t0 := time.Now()
-	if err := e.publishItems(q.out, prefix, total); err != nil {
-		return res, err
+	prefix := runPrefix(o.letter, run)
+	if !o.noBroker {
+		t0 := time.Now()
+		if err := e.publishItems(q.out, prefix, total); err != nil {
+			return res, err
+		}
+		e.opt.Logf("%s run %d: published %d items in %s", o.kind, run, total, time.Since(t0).Round(time.Millisecond))
 	}
-	e.opt.Logf("%s run %d: published %d items in %s", kind, run, total, time.Since(t0).Round(time.Millisecond))
 
-	s := &outSink{ids: newIDSet(prefix, total), warm: int64(warm), total: int64(total),
-		started: make(chan struct{}), ended: make(chan struct{})}
+	s := newOutSink(prefix, warm, total)
 	setSinks(e.receivers, s)
 	defer setSinks(e.receivers, nil)
-	b, err := start(q)
+	b, err := o.start(q)
 	if err != nil {
 		return res, err
 	}
 	defer b.stopAtEnd(&err)
 	cpus := e.cpus(b.proc.pid())
 	s.cpus.Store(cpus)
-	perf := e.startPerf(kind, run, b.proc.pid())
+	perf := e.startPerf(o.kind, run, b.proc.pid())
 	if err := e.waitArrived(s, b.proc); err != nil {
 		return res, err
 	}
@@ -110,13 +144,14 @@ func (e *Env) outbound(kind, letter string, run, n, warm int, start starter) (re
 	perf.stop(e)
 	startS := s.fillResult(&res, acked)
 	e.fill(&res, cpus, startS, ackSample)
+	res.PeakRSS = peakRSS(b.proc.pid())
 
 	// Stop gracefully: anything not acknowledged would go back to the
 	// queue.
 	if err := b.proc.stop(60 * time.Second); err != nil {
 		return res, err
 	}
-	err = e.checkOutbound(q, s, kind, run)
+	err = e.checkOutbound(q, s, o.kind, run)
 	return res, err
 }
 

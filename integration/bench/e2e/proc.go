@@ -68,6 +68,48 @@ func FindProcess(name string) int {
 	return 0
 }
 
+// ListenerPID returns the pid of the process listening on the TCP port of
+// the loopback or any address (from /proc/net/tcp{,6} and the sockets in
+// /proc/<pid>/fd), or 0. It tells the machine's RabbitMQ from the other
+// Erlang VMs that may run beside it (ejabberd, test clusters).
+func ListenerPID(port int) int {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(b, []byte("\n"))[1:] {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			fs := bytes.Fields(line)
+			if len(fs) < 10 || string(fs[3]) != "0A" { // LISTEN
+				continue
+			}
+			_, hexPort, ok := bytes.Cut(fs[1], []byte(":"))
+			if p, err := strconv.ParseUint(string(hexPort), 16, 32); ok && err == nil && int(p) == port {
+				inodes["socket:["+string(fs[9])+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + e.Name() + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && inodes[l] {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
 // cpuSet samples the CPU time of several processes at once.
 type cpuSet struct {
 	names []string

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"io"
 	"sort"
 	"strings"
 )
@@ -26,6 +24,14 @@ type Summary struct {
 	Dups       int64   `json:"duplicates"`
 	Refused    float64 `json:"refused"`
 	Errors     int64   `json:"error_stanzas"`
+	// MaxRefused is the most refused events in one run (the refused
+	// counter or the error stanzas, whichever is higher).
+	MaxRefused float64 `json:"max_refused_per_run"`
+	PeakRSS    float64 `json:"peak_rss_mib"` // the highest of the runs; -1 unknown
+	// Latency: medians of p50 and p99 over the runs, the highest max.
+	LatP50 float64 `json:"latency_p50_ms,omitempty"`
+	LatP99 float64 `json:"latency_p99_ms,omitempty"`
+	LatMax float64 `json:"latency_max_ms,omitempty"`
 }
 
 func median(v []float64) float64 {
@@ -53,8 +59,8 @@ func Summarize(rs []Result) []Summary {
 	var out []Summary
 	for _, k := range kinds {
 		g := by[k]
-		s := Summary{Kind: k, Runs: len(g), Items: g[0].Items, BestCPU: -1}
-		var rate, recv, cpu, pc, cc, bc []float64
+		s := Summary{Kind: k, Runs: len(g), Items: g[0].Items, BestCPU: -1, PeakRSS: -1}
+		var rate, recv, cpu, pc, cc, bc, p50, p99 []float64
 		for _, r := range g {
 			rate = append(rate, r.Rate)
 			if r.RecvRate > 0 {
@@ -71,11 +77,18 @@ func Summarize(rs []Result) []Summary {
 			s.Dups += r.Dups
 			s.Refused += r.Refused
 			s.Errors += r.Errors
+			s.MaxRefused = max(s.MaxRefused, r.Refused, float64(r.Errors))
+			s.PeakRSS = max(s.PeakRSS, r.PeakRSS)
+			if r.LatItems > 0 {
+				p50, p99 = append(p50, r.LatP50), append(p99, r.LatP99)
+				s.LatMax = max(s.LatMax, r.LatMax)
+			}
 		}
+		s.LatP50, s.LatP99 = median(p50), median(p99)
 		s.MedianRate, s.MedianRecv, s.MedianCPU = median(rate), median(recv), median(cpu)
 		s.ProsodyCPU, s.ClientsCPU, s.BrokerCPU = median(pc), median(cc), median(bc)
 		ref := RefOutPerSec
-		if strings.HasSuffix(k, "inbound") || strings.HasSuffix(k, "-in") {
+		if strings.Contains(k, "inbound") || strings.HasSuffix(k, "-in") {
 			ref = RefInPerSec
 		}
 		s.PctRate = 100 * s.MedianRate / ref
@@ -85,47 +98,6 @@ func Summarize(rs []Result) []Summary {
 		out = append(out, s)
 	}
 	return out
-}
-
-// PrintRuns writes one aligned line per run.
-func PrintRuns(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%-16s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
-		"kind", "run", "items", "secs", "items/s", "recv/s", "bridge", "prosody", "clients", "broker", "reads", "writes", "dups", "refused", "errors")
-	fmt.Fprintf(w, "%-16s %3s %8s %7s %9s %9s %9s %9s %9s %9s %6s %6s %5s %7s %6s\n",
-		"", "", "", "", "", "", "µs/item", "µs/item", "µs/item", "µs/item", "/item", "/item", "", "", "")
-	for _, r := range rs {
-		recv := "-"
-		if r.RecvRate > 0 {
-			recv = fmt.Sprintf("%.0f", r.RecvRate)
-		}
-		fmt.Fprintf(w, "%-16s %3d %8d %7.2f %9.0f %9s %9.2f %9.2f %9.2f %9.2f %6.3f %6.3f %5d %7.0f %6d\n",
-			r.Kind, r.Run, r.Items, r.Secs, r.Rate, recv, r.BridgeCPU, r.ProsodyCPU, r.ClientsCPU, r.BrokerCPU,
-			r.ReadsPerItem, r.WritesPerItem, r.Dups, r.Refused, r.Errors)
-	}
-}
-
-// PrintSummary writes the summary table and the comparison with the
-// references and the baseline.
-func PrintSummary(w io.Writer, ss []Summary) {
-	fmt.Fprintf(w, "\n%-16s %4s %10s %10s %10s %10s %10s %10s %8s %8s\n",
-		"kind", "runs", "best/s", "median/s", "%ref rate", "best µs", "median µs", "%ref cpu", "prosody", "clients")
-	for _, s := range ss {
-		fmt.Fprintf(w, "%-16s %4d %10.0f %10.0f %9.1f%% %10.2f %10.2f %9.1f%% %8.2f %8.2f\n",
-			s.Kind, s.Runs, s.BestRate, s.MedianRate, s.PctRate, s.BestCPU, s.MedianCPU, s.PctCPU, s.ProsodyCPU, s.ClientsCPU)
-	}
-	by := map[string]Summary{}
-	for _, s := range ss {
-		by[s.Kind] = s
-	}
-	fmt.Fprintf(w, "\nreferences: out %.0f items/s, in %.0f items/s, %.0f µs CPU/item; target 95%%\n", RefOutPerSec, RefInPerSec, RefCPUPerItem)
-	for _, pair := range [][2]string{{"outbound", "baseline-out"}, {"inbound", "baseline-in"}} {
-		g, okg := by[pair[0]]
-		b, okb := by[pair[1]]
-		if okg && okb && b.MedianRate > 0 {
-			fmt.Fprintf(w, "%s: gateway %.0f items/s (%.2f µs/item) vs thinnest bridge %.0f items/s (%.2f µs/item) on this machine now: %.1f%% of the rate, %.2fx the CPU\n",
-				pair[0], g.MedianRate, g.MedianCPU, b.MedianRate, b.MedianCPU, 100*g.MedianRate/b.MedianRate, g.MedianCPU/b.MedianCPU)
-		}
-	}
 }
 
 // JSONLine is the one-line JSON of the whole measurement.

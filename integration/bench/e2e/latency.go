@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// The latency runs move items at a steady rate (not as fast as possible)
+// through a bridge that runs with the gateway's defaults, amqp.prefetch
+// included, and record per item the time from publication (outbound) or
+// sending (inbound) to arrival, on one monotonic clock of this process.
+
+// LatencyOut publishes rate items/s for d to the out queue of the running
+// gateway and measures publication → arrival at the client.
+func (e *Env) LatencyOut(run int, d time.Duration, rate float64) (Result, error) {
+	return e.latencyOut(outRun{kind: "latency-out", letter: "l", start: e.gateway(0)}, run, d, rate)
+}
+
+// BaselineLatencyOut is LatencyOut through the baseline bridge.
+func (e *Env) BaselineLatencyOut(run int, d time.Duration, rate float64) (Result, error) {
+	return e.latencyOut(outRun{kind: "baseline-latency-out", letter: "L", start: e.bridge("bridge-out", 0)}, run, d, rate)
+}
+
+// LatencyIn makes the senders send rate messages/s in all for d to the
+// running gateway and measures sending → delivery of the event to a
+// consumer of the in queue.
+func (e *Env) LatencyIn(run int, d time.Duration, rate float64) (Result, error) {
+	return e.latencyIn(inRun{kind: "latency-in", letter: "j", start: e.gateway(0)}, run, d, rate)
+}
+
+// BaselineLatencyIn is LatencyIn through the baseline bridge.
+func (e *Env) BaselineLatencyIn(run int, d time.Duration, rate float64) (Result, error) {
+	return e.latencyIn(inRun{kind: "baseline-latency-in", letter: "J", start: e.bridge("bridge-in", 0)}, run, d, rate)
+}
+
+func (e *Env) latencyOut(o outRun, run int, d time.Duration, rate float64) (res Result, err error) {
+	res = Result{Kind: o.kind, Run: run}
+	q, err := e.newQueues(o.kind)
+	if err != nil {
+		return res, err
+	}
+	defer e.deleteQueues(q)
+	total := max(1, int(rate*d.Seconds()))
+	prefix := runPrefix(o.letter, run)
+	s := newOutSink(prefix, 0, total)
+	s.clock, s.pubAt, s.lat = e.clock, make([]atomic.Int64, total), make([]atomic.Int64, total)
+	setSinks(e.receivers, s)
+	defer setSinks(e.receivers, nil)
+	b, err := o.start(q)
+	if err != nil {
+		return res, err
+	}
+	defer b.stopAtEnd(&err)
+	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
+		return res, err
+	}
+	if err := e.waitConsumer(q.out, b.proc); err != nil {
+		return res, err
+	}
+	cpus := e.cpus(b.proc.pid())
+	a := cpus.sample()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- e.publishPaced(q.out, prefix, total, rate, s.pubAt) }()
+	if err := e.waitArrived(s, b.proc); err != nil {
+		return res, err
+	}
+	if err := <-pubErr; err != nil {
+		return res, err
+	}
+	acked, err := e.waitAcked(b.httpAddr, total)
+	if err != nil {
+		return res, err
+	}
+	z := cpus.sample()
+	s.fillResult(&res, acked)
+	res.Items = total // the window runs from the first publication
+	e.fill(&res, cpus, a, z)
+	res.setLatency(s.lat)
+	res.PeakRSS = peakRSS(b.proc.pid())
+	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+	err = e.checkOutbound(q, s, o.kind, run)
+	return res, err
+}
+
+func (e *Env) latencyIn(o inRun, run int, d time.Duration, rate float64) (res Result, err error) {
+	res = Result{Kind: o.kind, Run: run}
+	q, err := e.newQueues(o.kind)
+	if err != nil {
+		return res, err
+	}
+	defer e.deleteQueues(q)
+	total := max(1, int(rate*d.Seconds()))
+	prefix := runPrefix(o.letter, run)
+	s := &errSink{}
+	setSinks(e.senders, s)
+	defer setSinks(e.senders, nil)
+	b, err := o.start(q)
+	if err != nil {
+		return res, err
+	}
+	defer b.stopAtEnd(&err)
+	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
+		return res, err
+	}
+	c, err := e.consumeLive(q.in, prefix, total)
+	if err != nil {
+		return res, err
+	}
+	defer c.close()
+	cpus := e.cpus(b.proc.pid())
+	a := cpus.sample()
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- e.sendPaced(prefix, total, rate, c.sentAt) }()
+	if err := c.wait(total, &s.errs, b.proc, e.opt.Stall); err != nil {
+		return res, err
+	}
+	z := cpus.sample()
+	if err := <-sendErr; err != nil {
+		return res, err
+	}
+	res.Items = int(c.got.Load())
+	e.fill(&res, cpus, a, z)
+	res.setLatency(c.lat)
+	res.Errors = s.errs.Load()
+	e.inboundMetrics(&res, b.httpAddr, o.kind, run)
+	res.PeakRSS = peakRSS(b.proc.pid())
+	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+	res.Dups = c.ids.dups.Load()
+	missing, some := c.ids.missing(20)
+	res.Missing = missing
+	if int64(missing) > res.Errors {
+		return res, fmt.Errorf("%w: %d events missing from %s, %d refused (error stanzas %d), e.g. %v", ErrLost, missing, q.in, int(res.Refused), res.Errors, some)
+	}
+	return res, nil
+}
+
+// waitConsumer waits until the queue has a consumer (the bridge's), so
+// that the first items do not wait for it.
+func (e *Env) waitConsumer(q string, p *process) error {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			return err
+		}
+		if st.Consumers > 0 {
+			return nil
+		}
+		if p.exited() || time.Now().After(deadline) {
+			return fmt.Errorf("%s does not consume %s; log:\n%s", p.name, q, tail(p.log, 4096))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pacer lets through, at each tick, the items due at rate per second
+// since it started.
+type pacer struct {
+	start time.Time
+	rate  float64
+	tick  *time.Ticker
+}
+
+func newPacer(rate float64) *pacer {
+	period := max(time.Millisecond, time.Duration(float64(time.Second)/rate))
+	return &pacer{start: time.Now(), rate: rate, tick: time.NewTicker(period)}
+}
+
+// due returns how many of n items are due now (at least one: the first
+// is due at the start).
+func (p *pacer) due(n int) int { return min(n, 1+int(time.Since(p.start).Seconds()*p.rate)) }
+
+// wait waits for the next tick.
+func (p *pacer) wait() { <-p.tick.C }
+
+func (p *pacer) stop() { p.tick.Stop() }
+
+// publishPaced publishes n items with ids prefix+i to q at rate items/s
+// on one channel pipelined with confirms, storing each one's publication
+// time (e.clock) in pubAt, and waits for every confirm.
+func (e *Env) publishPaced(q, prefix string, n int, rate float64, pubAt []atomic.Int64) error {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	c, err := newConfirmer(ch, n)
+	if err != nil {
+		return err
+	}
+	targets := e.targets()
+	ctx := context.Background()
+	var body []byte
+	p := newPacer(rate)
+	defer p.stop()
+	for i := 0; i < n; p.wait() {
+		for due := p.due(n); i < due; i++ {
+			now := time.Now()
+			body = outBody(body[:0], i, targets[i%len(targets)], now.UTC().Format(time.RFC3339Nano))
+			pubAt[i].Store(e.clock())
+			err := ch.PublishWithContext(ctx, "", q, true, false, amqp.Publishing{
+				ContentType: "application/json", DeliveryMode: amqp.Persistent,
+				MessageId: prefix + strconv.Itoa(i), Timestamp: now, Body: body,
+			})
+			if err != nil {
+				return fmt.Errorf("publish %d: %w", i, err)
+			}
+		}
+	}
+	return c.wait(e.opt.Stall)
+}
+
+// sendPaced makes the senders send n messages at rate messages/s in all,
+// in turn, one write each, storing each one's sending time in sentAt.
+func (e *Env) sendPaced(prefix string, n int, rate float64, sentAt []atomic.Int64) error {
+	target := "notices@" + e.Prosody.ComponentDomain
+	var buf []byte
+	p := newPacer(rate)
+	defer p.stop()
+	for i := 0; i < n; p.wait() {
+		for due := p.due(n); i < due; i++ {
+			buf = e.appendInMessage(buf[:0], target, prefix, i)
+			sentAt[i].Store(e.clock())
+			if err := e.senders[i%len(e.senders)].write(buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// liveConsumer consumes the in queue while events arrive and records
+// each one's latency.
+type liveConsumer struct {
+	ch          *amqp.Channel
+	ids         *idSet
+	sentAt, lat []atomic.Int64
+	got         atomic.Int64 // distinct events
+	ended       chan struct{}
+}
+
+const liveTag = "bench-latency"
+
+func (e *Env) consumeLive(q, prefix string, n int) (*liveConsumer, error) {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	// No acknowledgements: the broker pushes each event as it is routed.
+	ds, err := ch.Consume(q, liveTag, true, false, false, false, nil)
+	if err != nil {
+		ch.Close()
+		return nil, err
+	}
+	c := &liveConsumer{ch: ch, ids: newIDSet(prefix, n), sentAt: make([]atomic.Int64, n), lat: make([]atomic.Int64, n),
+		ended: make(chan struct{})}
+	go func() {
+		defer close(c.ended)
+		for d := range ds {
+			now := e.clock()
+			if k, ok := c.ids.addIndex(jsonString(d.Body, "id")); ok {
+				c.lat[k].Store(max(1, now-c.sentAt[k].Load()))
+				c.got.Add(1)
+			}
+		}
+	}()
+	return c, nil
+}
+
+// wait waits until want events were consumed or refused, failing when
+// nothing moves for stall or the bridge exits.
+func (c *liveConsumer) wait(want int, refused *atomic.Int64, p *process, stall time.Duration) error {
+	last, lastAt := int64(-1), time.Now()
+	for {
+		got := c.got.Load()
+		if got+refused.Load() >= int64(want) {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("%s exited; log:\n%s", p.name, tail(p.log, 4096))
+		}
+		if got != last {
+			last, lastAt = got, time.Now()
+		} else if time.Since(lastAt) > stall {
+			return fmt.Errorf("no progress for %s: %d of %d events consumed (%d refused)", stall, got, want, refused.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *liveConsumer) close() {
+	_ = c.ch.Cancel(liveTag, false)
+	<-c.ended
+	c.ch.Close()
+}
+
+// setLatency puts p50, p99 and max of the recorded latencies (0: the item
+// did not arrive) into r, in ms.
+func (r *Result) setLatency(lat []atomic.Int64) {
+	v := make([]int64, 0, len(lat))
+	for i := range lat {
+		if d := lat[i].Load(); d > 0 {
+			v = append(v, d)
+		}
+	}
+	if len(v) == 0 {
+		return
+	}
+	slices.Sort(v)
+	ms := func(d int64) float64 { return float64(d) / 1e6 }
+	// The nearest-rank percentile: the smallest value with at least p of
+	// the items at or below it.
+	rank := func(p float64) int64 { return v[max(0, int(math.Ceil(float64(len(v))*p))-1)] }
+	r.LatItems, r.LatP50, r.LatP99, r.LatMax = len(v), ms(rank(0.50)), ms(rank(0.99)), ms(v[len(v)-1])
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"xmppgw/integration/bench/e2e"
+)
+
+// series is one entry of -what: its variants (gateway, bridge, raw) run in
+// turn within each run, so that they share the machine's load.
+type series struct {
+	name     string
+	runs     int
+	variants []variant
+}
+
+type variant struct {
+	kind string
+	f    func(run int) (e2e.Result, error)
+}
+
+// plan turns -what into series. With env nil it only checks the names.
+func (c *config) plan(env *e2e.Env) ([]series, error) {
+	var ss []series
+	e := env
+	add := func(on bool, vs *[]variant, kind string, f func(run int) (e2e.Result, error)) {
+		if on {
+			*vs = append(*vs, variant{kind, f})
+		}
+	}
+	for _, w := range c.kinds() {
+		var vs []variant
+		runs := c.runs
+		switch w {
+		case "out":
+			add(true, &vs, "outbound", func(r int) (e2e.Result, error) { return e.Outbound(r, c.n, c.warm) })
+			add(c.baseline, &vs, "baseline-out", func(r int) (e2e.Result, error) { return e.BaselineOut(r, c.n, c.warm) })
+			add(c.raw, &vs, "raw-out", func(r int) (e2e.Result, error) { return e.RawOut(r, c.n, c.warm) })
+		case "in":
+			add(true, &vs, "inbound", func(r int) (e2e.Result, error) { return e.Inbound(r, c.nIn, c.warm) })
+			add(c.baseline, &vs, "baseline-in", func(r int) (e2e.Result, error) { return e.BaselineIn(r, c.nIn, c.warm) })
+			add(c.raw, &vs, "raw-in", func(r int) (e2e.Result, error) { return e.RawIn(r, c.nIn, c.warm) })
+		case "in-receipts":
+			add(true, &vs, "inbound-receipts", func(r int) (e2e.Result, error) { return e.InboundReceipts(r, c.nIn, c.warm) })
+		case "latency":
+			runs = 1
+			d, rate := c.latency, c.latencyRate
+			add(true, &vs, "latency-out", func(r int) (e2e.Result, error) { return e.LatencyOut(r, d, rate) })
+			add(c.baseline, &vs, "baseline-latency-out", func(r int) (e2e.Result, error) { return e.BaselineLatencyOut(r, d, rate) })
+			add(true, &vs, "latency-in", func(r int) (e2e.Result, error) { return e.LatencyIn(r, d, rate) })
+			add(c.baseline, &vs, "baseline-latency-in", func(r int) (e2e.Result, error) { return e.BaselineLatencyIn(r, d, rate) })
+		case "backlog":
+			runs = 1
+			add(true, &vs, "backlog", func(r int) (e2e.Result, error) { return e.Backlog(r, c.backlog) })
+			add(c.baseline, &vs, "baseline-backlog", func(r int) (e2e.Result, error) { return e.BaselineBacklog(r, c.backlog) })
+		default:
+			return nil, fmt.Errorf("-what: unknown %q (want out, in, in-receipts, latency, backlog or all)", w)
+		}
+		ss = append(ss, series{name: w, runs: runs, variants: vs})
+	}
+	return ss, nil
+}
+
+// measurements collects the results and errors of every run.
+type measurements struct {
+	c       *config
+	results []e2e.Result
+	errs    []error
+}
+
+// measure runs the series: in run r the variants start at the r-th one,
+// in turn, so that none always runs first. A loss ends that variant's
+// series.
+func (m *measurements) measure(s series) {
+	lost := map[string]bool{}
+	for run := 1; run <= s.runs; run++ {
+		for i := range s.variants {
+			v := s.variants[(i+run-1)%len(s.variants)]
+			if lost[v.kind] {
+				continue
+			}
+			r, err := v.f(run)
+			if err != nil {
+				m.c.logf("%s run %d: ERROR: %v", v.kind, run, err)
+				m.errs = append(m.errs, fmt.Errorf("%s run %d: %w", v.kind, run, err))
+				lost[v.kind] = errors.Is(err, e2e.ErrLost)
+				continue
+			}
+			m.c.logf("%s", runLine(r))
+			m.results = append(m.results, r)
+		}
+	}
+}
+
+// runLine is the progress line of one run.
+func runLine(r e2e.Result) string {
+	s := fmt.Sprintf("%s run %d: %d items in %.2f s, %.0f items/s; CPU µs/item: bridge %.2f, prosody %.2f, broker %.2f, clients %.2f; %.3f reads, %.3f writes/item; peak RSS %.1f MiB",
+		r.Kind, r.Run, r.Items, r.Secs, r.Rate, r.BridgeCPU, r.ProsodyCPU, r.BrokerCPU, r.ClientsCPU, r.ReadsPerItem, r.WritesPerItem, r.PeakRSS)
+	if r.LatItems > 0 {
+		s += fmt.Sprintf("; latency p50 %.2f p99 %.2f max %.2f ms over %d", r.LatP50, r.LatP99, r.LatMax, r.LatItems)
+	}
+	if r.Dups > 0 || r.Refused > 0 || r.Errors > 0 {
+		s += fmt.Sprintf("; %d duplicates, %.0f refused, %d error stanzas", r.Dups, r.Refused, r.Errors)
+	}
+	return s
+}
+
+// print writes the header, the table, the targets and the JSON line on
+// stdout.
+func (m *measurements) print(env *e2e.Env, took time.Duration) {
+	c := m.c
+	pf := fmt.Sprintf("%d (the gateway's default)", env.DefaultPrefetch)
+	outIn := pf
+	if c.prefetch > 0 {
+		outIn = fmt.Sprint(c.prefetch)
+	}
+	fmt.Println()
+	fmt.Printf("xmppgw end-to-end bench: gateway %s, queue type %s, %d CPUs, load average %s, took %s\n",
+		env.GatewayRev, c.qtype, runtime.NumCPU(), loadAvg(), took.Round(time.Second))
+	fmt.Printf("out/in: %d runs of %d items (+%d warm-up), prefetch %s; latency: %.0f items/s for %s, prefetch %s;\n",
+		c.runs, c.n, c.warm, outIn, c.latencyRate, c.latency, pf)
+	fmt.Printf("backlog: %d items, prefetch %s. Rates and CPU: medians over runs; RSS, refused: the worst run.\n", c.backlog, pf)
+	fmt.Println()
+	ss := e2e.Summarize(m.results)
+	e2e.PrintTable(os.Stdout, ss)
+	fmt.Println()
+	ts := e2e.Targets(ss)
+	e2e.PrintTargets(os.Stdout, ts)
+	meta := map[string]any{
+		"time": time.Now().UTC().Format(time.RFC3339), "n": c.n, "n_in": c.nIn, "warmup": c.warm, "runs_out_in": c.runs,
+		"prefetch": c.prefetch, "default_prefetch": env.DefaultPrefetch, "latency_s": c.latency.Seconds(),
+		"latency_rate": c.latencyRate, "backlog": c.backlog, "what": c.what,
+		"receivers": c.receivers, "senders": c.senders, "queue_type": c.qtype, "cpus": runtime.NumCPU(),
+		"loadavg": loadAvg(), "gateway_rev": env.GatewayRev, "took_s": took.Seconds(), "targets": ts,
+	}
+	var msgs []string
+	for _, e := range m.errs {
+		msgs = append(msgs, e.Error())
+	}
+	meta["errors"] = msgs
+	fmt.Println()
+	fmt.Println(e2e.JSONLine(meta, m.results, ss))
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
+}
