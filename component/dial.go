@@ -151,12 +151,25 @@ func open(ctx context.Context, cfg Config, in Inbound, conn net.Conn) (*Session,
 			return nil, fmt.Errorf("component: bad component domain %q", cfg.Domain)
 		}
 		tc := newTailConn(conn)
-		xs, err := mcomponent.NewSession(ctx, addr, []byte(cfg.Secret), tc)
+		bc := newBufConn(tc)
+		xs, err := mcomponent.NewSession(ctx, addr, []byte(cfg.Secret), bc)
 		if err != nil {
 			return nil, componentErr(cfg, err)
 		}
 		s := newSession(cfg, in, log, xs, addr, disco.ComponentGeneric)
 		s.tail = tc
+		header, end, err := bc.streamHeader()
+		if err != nil && !cfg.melliumServe {
+			_ = xs.Close()
+			return nil, fmt.Errorf("component: handshake of %s with %s: %w", cfg.Domain, cfg.Server, err)
+		}
+		if !cfg.melliumServe {
+			// Our own read loop takes over bc, and whatever mellium's
+			// negotiation left in its buffer.
+			s.sr = newStreamReader(bc, end, MaxElementBytes(cfg.Limits))
+			s.md = &stanza.MessageDecoder{NS: s.ns, Limits: cfg.Limits}
+			s.header = header
+		}
 		s.self = addr.String()
 		// Barrier pings go from our domain to our domain. Checked on Prosody
 		// 0.12: it routes such a ping back to us over this same stream,
@@ -354,6 +367,7 @@ func newSession(cfg Config, in Inbound, log *slog.Logger, xs *xmpp.Session, addr
 		done:     make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
+	s.bareSelf = xs.LocalAddr().Bare().String()
 	ident.Name = "xmppgw"
 	s.mux = newMux(ns, ident, cfg.Version)
 	s.lastRead.Store(s.now())

@@ -61,11 +61,13 @@ func (is identities) ForIdentities(node string, f func(info.Identity) error) err
 	return nil
 }
 
-// handle is the Serve handler; it runs on the read goroutine. It must never
-// wait for anything that the read loop itself would have to read. Mellium's
-// Serve consumes whatever the handler leaves of the element, so the stream
-// stays in sync. Returning an error ends the stream: only stream-level
-// failures (read/write errors, bad XML) do.
+// handle is the handler of one top-level element, called by mellium's Serve
+// (client mode) or by our read loop's token path (component mode); it runs
+// on the read goroutine. It must never wait for anything that the read
+// loop itself would have to read. Both loops consume whatever the handler
+// leaves of the element, so the stream stays in sync. Returning an error
+// ends the stream: only stream-level failures (read/write errors, bad
+// XML) do.
 //
 // A panic while handling one stanza (a bug, or input nobody foresaw) ends
 // this session with an error instead of the process: the gateway
@@ -210,16 +212,24 @@ func (s *Session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartEl
 		}
 		return nil
 	}
+	s.deliverMessage(&ev)
+	return nil
+}
+
+// deliverMessage hands a decoded message to the Inbound: events only (no
+// body, no payload: chat states, ... are dropped), with ReceivedAt and an
+// ID.
+func (s *Session) deliverMessage(ev *stanza.Event) {
 	if ev.Kind == "" {
-		return nil // no body, no payload: chat states, receipts, ...
+		return
 	}
 	ev.ReceivedAt = time.Now().UTC()
 	if ev.ID == "" {
 		s.inSeq++
 		ev.ID = s.evPrefix + strconv.FormatUint(s.inSeq, 10)
 	}
-	s.in.Message(s, &ev)
-	return nil
+	s.ev = *ev
+	s.in.Message(s, &s.ev)
 }
 
 func (s *Session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {

@@ -58,13 +58,20 @@ type Config struct {
 	// OnBarrier, if set, is called on the read goroutine with the round trip
 	// of each answered barrier. It must be cheap and must not block.
 	OnBarrier func(rtt time.Duration)
+
+	// melliumServe (tests and benchmarks only) reads a component stream
+	// with mellium's Serve, as client mode does, instead of our own read
+	// loop: the reference the read loop is compared with.
+	melliumServe bool
 }
 
 // Inbound receives what arrives on the stream. Both methods are called on the
 // session's read goroutine, one at a time, and must not block.
 type Inbound interface {
 	// Message gets message events (Kind "message") and bounces of our own
-	// stanzas (Kind "error"). ReceivedAt and ID are always set.
+	// stanzas (Kind "error"). ReceivedAt and ID are always set. *ev is the
+	// callee's only for the call (the session reuses it); its strings and
+	// payload are the callee's to keep.
 	Message(s *Session, ev *stanza.Event)
 	// Presence gets every presence stanza.
 	Presence(s *Session, p *stanza.Presence)
@@ -110,8 +117,15 @@ type Session struct {
 	pending pendingQueue // send times of unconfirmed barriers, guarded by bmu
 
 	// Read goroutine only.
-	ebuf  []byte
-	inSeq uint64
+	ebuf     []byte
+	inSeq    uint64
+	ev       stanza.Event // the event handed to Inbound.Message, reused
+	bareSelf string       // our bare address: a from equal to it is blanked, as mellium's Serve does
+	// Component mode's own read loop (read_loop.go); nil sr: mellium's Serve.
+	sr     *streamReader
+	md     *stanza.MessageDecoder
+	header []byte    // the server's stream header, replayed before each element decoded by encoding/xml
+	replay twoSlices // header and element for encoding/xml
 
 	killOnce  sync.Once
 	errMu     sync.Mutex
@@ -195,9 +209,17 @@ func (s *Session) Close(ctx context.Context) error {
 	return err
 }
 
-// serve runs the read loop until the stream ends, then tears down.
+// serve runs the read loop until the stream ends, then tears down. A
+// component session reads with its own loop (read_loop.go); a client
+// session, whose stream runs over TLS through mellium's reader, keeps
+// mellium's Serve (so do tests that compare the two, melliumServe).
 func (s *Session) serve() {
-	err := s.xs.Serve(xmpp.HandlerFunc(s.handle))
+	var err error
+	if s.sr != nil {
+		err = s.serveOwn()
+	} else {
+		err = s.xs.Serve(xmpp.HandlerFunc(s.handle))
+	}
 	switch {
 	case s.closing.Load():
 		s.kill(nil)
