@@ -107,3 +107,96 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+// benchInbound counts the message events it gets.
+type benchInbound struct{ n int }
+
+func (in *benchInbound) Message(_ *Session, ev *stanza.Event) {
+	if ev.Kind == "message" {
+		in.n++
+	}
+}
+
+func (in *benchInbound) Presence(*Session, *stanza.Presence) {}
+
+// memConn is a server in memory: its reads are the server's side of the
+// negotiation, then (once go is closed) n copies of msg in reads of up to
+// 64 KiB, as TCP would deliver a busy stream, then the stream's end tag.
+// Writes are discarded.
+type memConn struct {
+	net.Conn // nil: only the methods below are used
+	pre      []byte
+	block    []byte // copies of msg
+	off      int    // in block
+	left     int    // bytes of messages left
+	post     []byte
+	gate     chan struct{}
+}
+
+func newMemConn(msg string, n int) *memConn {
+	return &memConn{
+		pre:   []byte(`<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='` + testDomain + `' id='` + testStreamID + `'><handshake/>`),
+		block: []byte(strings.Repeat(msg, max(1, (64<<10)/len(msg)))),
+		left:  n * len(msg),
+		post:  []byte(`</stream:stream>`),
+		gate:  make(chan struct{}),
+	}
+}
+
+func (c *memConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	<-c.gate
+	if c.left > 0 {
+		n := copy(p[:min(len(p), c.left, 64<<10)], c.block[c.off:])
+		c.off = (c.off + n) % len(c.block)
+		c.left -= n
+		return n, nil
+	}
+	if len(c.post) > 0 {
+		n := copy(p, c.post)
+		c.post = c.post[n:]
+		return n, nil
+	}
+	return 0, io.EOF
+}
+
+func (c *memConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// BenchmarkReadMessages feeds the same stream of typical inbound messages
+// (the end-to-end bench's, as Prosody routes them: ~100-byte body) through
+// mellium's Serve and through our read loop to an Inbound that counts
+// them; ns/op and allocs/op are per message.
+func BenchmarkReadMessages(b *testing.B) {
+	msg := `<message type='chat' to='notices@gw.example.org' id='i123456' from='alice@example.org/bench' xml:lang='en'><body>Hello, this is customer message number 123456, asking about the order I placed on Monday morning.</body></message>`
+	for _, loop := range []struct {
+		name    string
+		mellium bool
+	}{{"mellium", true}, {"fast", false}} {
+		b.Run(loop.name, func(b *testing.B) {
+			in := &benchInbound{}
+			c := newMemConn(msg, b.N)
+			cfg := Config{Mode: stanza.ModeComponent, Domain: testDomain, Secret: testSecret, Keepalive: time.Hour, melliumServe: loop.mellium}
+			s, err := open(context.Background(), cfg, in, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			close(c.gate)
+			<-s.Done()
+			b.StopTimer()
+			if in.n != b.N {
+				b.Fatalf("%d messages of %d (%v)", in.n, b.N, s.Err())
+			}
+		})
+	}
+}
