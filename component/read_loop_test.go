@@ -338,3 +338,31 @@ func TestReadElementOverTheCap(t *testing.T) {
 		t.Fatalf("ended %v (%v), wrote %.200s", o.ended, o.err, o.wrote)
 	}
 }
+
+// panickyPresence is an Inbound whose Presence panics.
+type panickyPresence struct{ *recorder }
+
+func (panickyPresence) Presence(*Session, *stanza.Presence) { panic("boom") }
+
+// TestReadPanicOnTheTokenPath: a panic while handling an element replayed
+// through encoding/xml ends the session, as one on the fast path does
+// (TestPanicInHandlerEndsSessionNotProcess).
+func TestReadPanicOnTheTokenPath(t *testing.T) {
+	for _, loop := range loops {
+		t.Run(loop.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.melliumServe = loop.mellium
+			s, f := pipeSession(t, cfg, panickyPresence{newRecorder()})
+			go func() { _, _ = io.Copy(io.Discard, f.conn) }()
+			f.send(`<presence from='alice@example.org/phone'/>`)
+			select {
+			case <-s.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("session still up after a panic in the handler")
+			}
+			if err := s.Err(); err == nil || !strings.Contains(err.Error(), "panic while handling <presence/>") {
+				t.Fatalf("Err = %v, want the panic", err)
+			}
+		})
+	}
+}

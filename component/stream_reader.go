@@ -264,6 +264,12 @@ func (sr *streamReader) scan() (done bool, err error) {
 			}
 			sr.st = stInTag
 		case stInTag:
+			for i < len(b) && !tagByte[b[i]] {
+				i++
+			}
+			if i == len(b) {
+				break
+			}
 			switch c := b[i]; c {
 			case '>':
 				i++
@@ -277,8 +283,6 @@ func (sr *streamReader) scan() (done bool, err error) {
 				sr.quote, sr.st = c, stAttrValue
 			case '<':
 				return false, errors.New("'<' in a start tag")
-			default:
-				i++
 			}
 		case stAttrValue:
 			j := bytes.IndexByte(b[i:], sr.quote)
@@ -357,6 +361,9 @@ func forbidden(c byte, k int) error {
 	}
 	return errors.New("a DOCTYPE or other declaration (XMPP forbids them)")
 }
+
+// tagByte marks the bytes that matter in a start tag after its name.
+var tagByte = [256]bool{'>': true, '/': true, '\'': true, '"': true, '<': true}
 
 // nameByte reports whether c may be part of a name for the splitter: the
 // decoders check names; this only stops at what ends one.
