@@ -103,13 +103,14 @@ func newStreamReader(r io.Reader, end []byte, max int) *streamReader {
 // stream with its end tag; any other error that the stream is unusable.
 func (sr *streamReader) next() ([]byte, error) {
 	sr.off, sr.st, sr.depth = sr.pos, stTop, 0
-	if sr.off == sr.n {
-		// Nothing read ahead: start the buffer afresh (giving back one
-		// that a large element grew).
+	if pending := sr.n - sr.off; len(sr.buf) > streamBufSize && pending <= streamBufSize-minReadSize {
+		// Give back the buffer a large element grew.
+		nb := make([]byte, streamBufSize)
+		copy(nb, sr.buf[sr.off:sr.n])
+		sr.buf = nb
+		sr.off, sr.pos, sr.n = 0, 0, pending
+	} else if pending == 0 {
 		sr.off, sr.pos, sr.n = 0, 0, 0
-		if len(sr.buf) > streamBufSize {
-			sr.buf = make([]byte, streamBufSize)
-		}
 	}
 	for {
 		done, err := sr.scan()
@@ -129,7 +130,7 @@ func (sr *streamReader) next() ([]byte, error) {
 }
 
 func (sr *streamReader) tooLarge() error {
-	return fmt.Errorf("an element of more than %d bytes (the limit, from the decode limits)", sr.max)
+	return fmt.Errorf("an element of more than %d bytes (MaxElementBytes for the decode limits)", sr.max)
 }
 
 // fill reads more of the stream after buf[n], making room first.

@@ -136,11 +136,21 @@ func TestStreamReaderGivesBackItsBuffer(t *testing.T) {
 	if elem, err := sr.next(); err != nil || string(elem) != `<presence/>` {
 		t.Fatalf("%q, %v", elem, err)
 	}
-	if _, err := sr.next(); err == nil {
-		t.Fatal("no error at the end of the data")
-	}
 	if len(sr.buf) != streamBufSize {
 		t.Fatalf("buffer of %d bytes kept", len(sr.buf))
+	}
+	// Also with data read ahead: it moves to the new buffer.
+	sr = newStreamReader(&chunkReader{data: []byte(big + `<presence id='1'/><presence id='2'/>`)}, []byte("stream:stream"), 2<<20)
+	if elem, err := sr.next(); err != nil || len(elem) != len(big) {
+		t.Fatalf("%d bytes, %v", len(elem), err)
+	}
+	for _, want := range []string{`<presence id='1'/>`, `<presence id='2'/>`} {
+		if elem, err := sr.next(); err != nil || string(elem) != want {
+			t.Fatalf("%q, %v", elem, err)
+		}
+		if len(sr.buf) != streamBufSize {
+			t.Fatalf("buffer of %d bytes kept", len(sr.buf))
+		}
 	}
 }
 
