@@ -17,6 +17,7 @@ type series struct {
 	name     string
 	runs     int
 	variants []variant
+	close    func() // after the runs
 }
 
 type variant struct {
@@ -35,6 +36,7 @@ func (c *config) plan(env *e2e.Env) ([]series, error) {
 	}
 	for _, w := range c.kinds() {
 		var vs []variant
+		var closers []func()
 		runs := c.runs
 		switch w {
 		case "out":
@@ -56,12 +58,29 @@ func (c *config) plan(env *e2e.Env) ([]series, error) {
 			add(c.baseline, &vs, "baseline-latency-in", func(r int) (e2e.Result, error) { return e.BaselineLatencyIn(r, d, rate) })
 		case "backlog":
 			runs = 1
-			add(true, &vs, "backlog", func(r int) (e2e.Result, error) { return e.Backlog(r, c.backlog) })
-			add(c.baseline, &vs, "baseline-backlog", func(r int) (e2e.Result, error) { return e.BaselineBacklog(r, c.backlog) })
+			kinds := []string{"backlog"}
+			if c.baseline {
+				kinds = append(kinds, "baseline-backlog")
+			}
+			var b *e2e.Backlog
+			if e != nil {
+				b = e.NewBacklog(c.backlog, kinds...)
+			}
+			add(true, &vs, "backlog", func(r int) (e2e.Result, error) { return b.Gateway(r) })
+			add(c.baseline, &vs, "baseline-backlog", func(r int) (e2e.Result, error) { return b.Bridge(r) })
+			closers = append(closers, func() {
+				if b != nil {
+					b.Close()
+				}
+			})
 		default:
 			return nil, fmt.Errorf("-what: unknown %q (want out, in, in-receipts, latency, backlog or all)", w)
 		}
-		ss = append(ss, series{name: w, runs: runs, variants: vs})
+		ss = append(ss, series{name: w, runs: runs, variants: vs, close: func() {
+			for _, f := range closers {
+				f()
+			}
+		}})
 	}
 	return ss, nil
 }
@@ -77,6 +96,7 @@ type measurements struct {
 // in turn, so that none always runs first. A loss ends that variant's
 // series.
 func (m *measurements) measure(s series) {
+	defer s.close()
 	lost := map[string]bool{}
 	for run := 1; run <= s.runs; run++ {
 		for i := range s.variants {

@@ -97,6 +97,10 @@ type outRun struct {
 	// noBroker: the items are not published to the out queue (the raw run
 	// makes them itself).
 	noBroker bool
+	// queues, if set, are the run's queues with the items already in the
+	// out queue (a shared backlog); they are deleted at the end all the
+	// same.
+	queues *queues
 }
 
 // runPrefix is the prefix of the ids of run of a kind (its letter).
@@ -107,14 +111,16 @@ func runPrefix(letter string, run int) string { return fmt.Sprintf("%s%d.", lett
 // first arrival) until every item is acknowledged.
 func (e *Env) outbound(o outRun, run, n, warm int) (res Result, err error) {
 	res = Result{Kind: o.kind, Run: run}
-	q, err := e.newQueues(o.kind)
-	if err != nil {
+	var q queues
+	if o.queues != nil {
+		q = *o.queues
+	} else if q, err = e.newQueues(o.kind); err != nil {
 		return res, err
 	}
 	defer e.deleteQueues(q)
 	total := n + warm
 	prefix := runPrefix(o.letter, run)
-	if !o.noBroker {
+	if !o.noBroker && o.queues == nil {
 		t0 := time.Now()
 		if err := e.publishItems(q.out, prefix, total); err != nil {
 			return res, err

@@ -30,11 +30,16 @@ func brokerPID(amqpURL string) int {
 }
 
 // publishItems publishes n items with message ids "<prefix><i>" to q and
-// waits for every confirm. Big runs (the backlog) are split over up to
-// four channels, each pipelined with confirms, so that a million items
-// take seconds rather than minutes; the order in the queue does not
-// matter to the measurement.
+// waits for every confirm.
 func (e *Env) publishItems(q string, prefix string, n int) error {
+	return e.publishTo("", q, prefix, n)
+}
+
+// publishTo publishes n items to exchange with routing key key. Big runs
+// (the backlog) are split over up to four channels, each pipelined with
+// confirms, so that the broker is kept busy; the order in the queue does
+// not matter to the measurement.
+func (e *Env) publishTo(exchange, key, prefix string, n int) error {
 	k := min(4, max(1, n/25000))
 	errs := make(chan error, k)
 	var wg sync.WaitGroup
@@ -42,7 +47,7 @@ func (e *Env) publishItems(q string, prefix string, n int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- e.publishRange(q, prefix, j*n/k, (j+1)*n/k)
+			errs <- e.publishRange(exchange, key, prefix, j*n/k, (j+1)*n/k)
 		}()
 	}
 	wg.Wait()
@@ -56,7 +61,7 @@ func (e *Env) publishItems(q string, prefix string, n int) error {
 }
 
 // publishRange publishes the items [from, to) on a channel of its own.
-func (e *Env) publishRange(q, prefix string, from, to int) error {
+func (e *Env) publishRange(exchange, key, prefix string, from, to int) error {
 	ch, err := e.conn.Channel()
 	if err != nil {
 		return err
@@ -73,7 +78,7 @@ func (e *Env) publishRange(q, prefix string, from, to int) error {
 	enq := now.Format(time.RFC3339Nano)
 	for i := from; i < to; i++ {
 		body = outBody(body[:0], i, targets[i%len(targets)], enq)
-		err := ch.PublishWithContext(ctx, "", q, true, false, amqp.Publishing{
+		err := ch.PublishWithContext(ctx, exchange, key, true, false, amqp.Publishing{
 			ContentType:  "application/json",
 			DeliveryMode: amqp.Persistent,
 			MessageId:    prefix + strconv.Itoa(i),

@@ -102,10 +102,10 @@ func PrintTable(w io.Writer, ss []Summary) {
 			num(c.br != nil, get(c.br, broker), 1), num(c.gw != nil, get(c.gw, broker), 1))
 	}
 	fmt.Fprintln(w)
-	const f2 = "%-12s%5s%9s%9s%9s%8s%8s  %-21s%-21s"
+	const f2 = "%-12s%5s%9s%9s%9s%8s%8s  %-22s%-22s"
 	row2 := func(a ...any) { fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(f2, a...), " ")) }
 	fmt.Fprintf(w, "%-12s%5s%9s%s%s %s\n", "kind", "runs", "items", span("peak RSS MiB", 18), span("refused", 16),
-		span("latency ms: p50 / p99 / max", 42))
+		span("latency ms: p50 / p99 / max", 44))
 	row2("", "", "", "gw", "bridge", "gw", "bridge", "gateway", "bridge")
 	for _, c := range ls {
 		runs, items := 0, 0
