@@ -206,10 +206,17 @@ func (e *Env) gatewayDefaultPrefetch() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("xmppgw check-config: %v\n%s", err, out)
 	}
-	// The effective config, as YAML: the key under amqp.
-	m := regexp.MustCompile(`(?m)^amqp:\n(?:[ ].*\n)*?\s+prefetch: (\d+)$`).FindSubmatch(out)
+	return parsePrefetch(out)
+}
+
+// prefetchKey is amqp.prefetch in the effective config that check-config
+// prints as YAML.
+var prefetchKey = regexp.MustCompile(`(?m)^amqp:\n(?:[ ].*\n)*?[ ]+prefetch: (\d+)$`)
+
+func parsePrefetch(checkConfig []byte) (int, error) {
+	m := prefetchKey.FindSubmatch(checkConfig)
 	if m == nil {
-		return 0, fmt.Errorf("xmppgw check-config: no amqp.prefetch in:\n%s", out)
+		return 0, fmt.Errorf("xmppgw check-config: no amqp.prefetch in:\n%s", checkConfig)
 	}
 	return strconv.Atoi(string(m[1]))
 }

@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // The latency runs move items at a steady rate (not as fast as possible)
@@ -166,147 +162,6 @@ func (e *Env) waitConsumer(q string, p *process) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// pacer lets through, at each tick, the items due at rate per second
-// since it started.
-type pacer struct {
-	start time.Time
-	rate  float64
-	tick  *time.Ticker
-}
-
-func newPacer(rate float64) *pacer {
-	period := max(time.Millisecond, time.Duration(float64(time.Second)/rate))
-	return &pacer{start: time.Now(), rate: rate, tick: time.NewTicker(period)}
-}
-
-// due returns how many of n items are due now (at least one: the first
-// is due at the start).
-func (p *pacer) due(n int) int { return min(n, 1+int(time.Since(p.start).Seconds()*p.rate)) }
-
-// wait waits for the next tick.
-func (p *pacer) wait() { <-p.tick.C }
-
-func (p *pacer) stop() { p.tick.Stop() }
-
-// publishPaced publishes n items with ids prefix+i to q at rate items/s
-// on one channel pipelined with confirms, storing each one's publication
-// time (e.clock) in pubAt, and waits for every confirm.
-func (e *Env) publishPaced(q, prefix string, n int, rate float64, pubAt []atomic.Int64) error {
-	ch, err := e.conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	c, err := newConfirmer(ch, n)
-	if err != nil {
-		return err
-	}
-	targets := e.targets()
-	ctx := context.Background()
-	var body []byte
-	p := newPacer(rate)
-	defer p.stop()
-	for i := 0; i < n; p.wait() {
-		for due := p.due(n); i < due; i++ {
-			now := time.Now()
-			body = outBody(body[:0], i, targets[i%len(targets)], now.UTC().Format(time.RFC3339Nano))
-			pubAt[i].Store(e.clock())
-			err := ch.PublishWithContext(ctx, "", q, true, false, amqp.Publishing{
-				ContentType: "application/json", DeliveryMode: amqp.Persistent,
-				MessageId: prefix + strconv.Itoa(i), Timestamp: now, Body: body,
-			})
-			if err != nil {
-				return fmt.Errorf("publish %d: %w", i, err)
-			}
-		}
-	}
-	return c.wait(e.opt.Stall)
-}
-
-// sendPaced makes the senders send n messages at rate messages/s in all,
-// in turn, one write each, storing each one's sending time in sentAt.
-func (e *Env) sendPaced(prefix string, n int, rate float64, sentAt []atomic.Int64) error {
-	target := "notices@" + e.Prosody.ComponentDomain
-	var buf []byte
-	p := newPacer(rate)
-	defer p.stop()
-	for i := 0; i < n; p.wait() {
-		for due := p.due(n); i < due; i++ {
-			buf = e.appendInMessage(buf[:0], target, prefix, i)
-			sentAt[i].Store(e.clock())
-			if err := e.senders[i%len(e.senders)].write(buf); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// liveConsumer consumes the in queue while events arrive and records
-// each one's latency.
-type liveConsumer struct {
-	ch          *amqp.Channel
-	ids         *idSet
-	sentAt, lat []atomic.Int64
-	got         atomic.Int64 // distinct events
-	ended       chan struct{}
-}
-
-const liveTag = "bench-latency"
-
-func (e *Env) consumeLive(q, prefix string, n int) (*liveConsumer, error) {
-	ch, err := e.conn.Channel()
-	if err != nil {
-		return nil, err
-	}
-	// No acknowledgements: the broker pushes each event as it is routed.
-	ds, err := ch.Consume(q, liveTag, true, false, false, false, nil)
-	if err != nil {
-		ch.Close()
-		return nil, err
-	}
-	c := &liveConsumer{ch: ch, ids: newIDSet(prefix, n), sentAt: make([]atomic.Int64, n), lat: make([]atomic.Int64, n),
-		ended: make(chan struct{})}
-	go func() {
-		defer close(c.ended)
-		for d := range ds {
-			now := e.clock()
-			if k, ok := c.ids.addIndex(jsonString(d.Body, "id")); ok {
-				c.lat[k].Store(max(1, now-c.sentAt[k].Load()))
-				c.got.Add(1)
-			}
-		}
-	}()
-	return c, nil
-}
-
-// wait waits until want events were consumed or refused, failing when
-// nothing moves for stall or the bridge exits.
-func (c *liveConsumer) wait(want int, refused *atomic.Int64, p *process, stall time.Duration) error {
-	last, lastAt := int64(-1), time.Now()
-	for {
-		got := c.got.Load()
-		if got+refused.Load() >= int64(want) {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("%s exited; log:\n%s", p.name, tail(p.log, 4096))
-		}
-		if got != last {
-			last, lastAt = got, time.Now()
-		} else if time.Since(lastAt) > stall {
-			return fmt.Errorf("no progress for %s: %d of %d events consumed (%d refused)", stall, got, want, refused.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func (c *liveConsumer) close() {
-	_ = c.ch.Cancel(liveTag, false)
-	<-c.ended
-	c.ch.Close()
 }
 
 // setLatency puts p50, p99 and max of the recorded latencies (0: the item
