@@ -63,8 +63,9 @@ func (c *bufConn) record(p ...byte) {
 	}
 }
 
-// streamHeader stops recording and returns the server's stream header,
-// the start tag of its <stream:stream> as it was sent, and the tag's
+// streamHeader stops recording and returns the server's stream header
+// reduced to what its elements inherit — the start tag of its
+// <stream:stream> with the namespace declarations alone — and the tag's
 // qualified name, which the stream's end tag repeats.
 func (c *bufConn) streamHeader() (header, name []byte, err error) {
 	rec := c.rec
@@ -80,12 +81,26 @@ func (c *bufConn) streamHeader() (header, name []byte, err error) {
 			if se.Name.Space != nsStream || se.Name.Local != "stream" {
 				return nil, nil, errors.New("component: the server's first element is not its stream header")
 			}
-			header = bytes.Clone(rec[from:d.InputOffset()])
-			name = header[1:]
+			name = rec[from+1 : d.InputOffset()]
 			if i := bytes.IndexAny(name, " \t\r\n/>"); i >= 0 {
 				name = name[:i]
 			}
-			return header, name, nil
+			name = bytes.Clone(name)
+			h := bytes.NewBuffer(append([]byte{'<'}, name...))
+			for _, a := range se.Attr {
+				switch {
+				case a.Name.Space == "" && a.Name.Local == "xmlns":
+					h.WriteString(" xmlns='")
+				case a.Name.Space == "xmlns":
+					h.WriteString(" xmlns:" + a.Name.Local + "='")
+				default:
+					continue
+				}
+				_ = xml.EscapeText(h, []byte(a.Value))
+				h.WriteByte('\'')
+			}
+			h.WriteByte('>')
+			return h.Bytes(), name, nil
 		}
 	}
 }
