@@ -24,9 +24,9 @@ import (
 //   - a <message/> of a common shape goes through stanza.MessageDecoder,
 //     without encoding/xml or reflection, straight to the Inbound;
 //   - every other element — iq, presence, an unusual message, anything
-//     the fast path leaves — is replayed through encoding/xml, behind the
-//     server's stream header (so its namespace declarations apply),
-//     into the same handler mellium's Serve calls (handle), with what
+//     the fast path leaves — goes through one encoding/xml decoder that
+//     has read the server's stream header (so its namespace declarations
+//     apply), into the same handler mellium's Serve calls (handle), with what
 //     Serve did around it: a from equal to our bare address blanked,
 //     stream-level elements and XML that XMPP forbids refused, the
 //     handler's writes through mellium's output lock, the element read to
@@ -96,15 +96,36 @@ func (s *Session) fastMessage(ev *stanza.Event) (err error) {
 	return nil
 }
 
+// tokenDecoder returns the read loop's encoding/xml decoder, made on first
+// use: it has read the server's stream header (its namespace declarations,
+// which the elements inherit) and reads, element after element, what
+// tokenElement feeds it. It reads byte by byte from the feed and never
+// past the end tag of an element, so it is positioned between two
+// elements of the stream after each, as mellium's decoder is.
+func (s *Session) tokenDecoder() (*xml.Decoder, error) {
+	if s.dec != nil {
+		return s.dec, nil
+	}
+	s.feed.b = s.header
+	d := xml.NewDecoder(&s.feed)
+	if tok, err := d.Token(); err != nil {
+		return nil, fmt.Errorf("component: replaying the stream header: %w", err)
+	} else if _, ok := tok.(xml.StartElement); !ok || len(s.feed.b) != 0 {
+		return nil, errors.New("component: replaying the stream header: not one start tag")
+	}
+	s.dec = d
+	return d, nil
+}
+
 // tokenElement reads elem with encoding/xml into handle.
 func (s *Session) tokenElement(elem []byte) error {
-	s.replay = twoSlices{s.header, elem}
-	d := xml.NewDecoder(&s.replay)
-	if tok, err := d.Token(); err != nil {
-		return fmt.Errorf("component: replaying the stream header: %w", err)
-	} else if _, ok := tok.(xml.StartElement); !ok {
-		return errors.New("component: replaying the stream header: not a start tag")
+	d, err := s.tokenDecoder()
+	if err != nil {
+		return err
 	}
+	s.feed.b = elem
+	defer func() { s.feed.b = nil }()
+	from := d.InputOffset()
 	r := streamChecker{d}
 	tok, err := r.Token()
 	if err != nil {
@@ -142,8 +163,8 @@ func (s *Session) tokenElement(elem []byte) error {
 			return err
 		}
 	}
-	if end := int64(len(s.header) + len(elem)); d.InputOffset() != end {
-		return fmt.Errorf("component: the XML decoder ended an element at byte %d of %d where the stream reader did not", d.InputOffset()-int64(len(s.header)), len(elem))
+	if n := d.InputOffset() - from; n != int64(len(elem)) || len(s.feed.b) != 0 {
+		return fmt.Errorf("component: the XML decoder ended an element at byte %d of %d where the stream reader did not", n, len(elem))
 	}
 	return nil
 }
@@ -287,29 +308,25 @@ func (rw elemRW) encode(v any, start *xml.StartElement) error {
 	}
 }
 
-// twoSlices reads a, then b (the stream header, then an element) as one
-// io.Reader and io.ByteReader, without copying them.
-type twoSlices struct{ a, b []byte }
+// feed is what the token decoder reads: the bytes tokenElement gives it,
+// as an io.ByteReader (so that encoding/xml does not buffer ahead), then
+// io.EOF until it is given more.
+type feed struct{ b []byte }
 
-func (t *twoSlices) ReadByte() (byte, error) {
-	if len(t.a) == 0 {
-		t.a, t.b = t.b, nil
-	}
-	if len(t.a) == 0 {
+func (f *feed) ReadByte() (byte, error) {
+	if len(f.b) == 0 {
 		return 0, io.EOF
 	}
-	c := t.a[0]
-	t.a = t.a[1:]
+	c := f.b[0]
+	f.b = f.b[1:]
 	return c, nil
 }
 
-func (t *twoSlices) Read(p []byte) (int, error) {
-	n := copy(p, t.a)
-	t.a = t.a[n:]
-	m := copy(p[n:], t.b)
-	t.b = t.b[m:]
-	if n+m == 0 && len(p) > 0 {
+func (f *feed) Read(p []byte) (int, error) {
+	if len(f.b) == 0 {
 		return 0, io.EOF
 	}
-	return n + m, nil
+	n := copy(p, f.b)
+	f.b = f.b[n:]
+	return n, nil
 }

@@ -10,6 +10,7 @@ package component
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,8 +125,9 @@ type Session struct {
 	// Component mode's own read loop (read_loop.go); nil sr: mellium's Serve.
 	sr     *streamReader
 	md     *stanza.MessageDecoder
-	header []byte    // the server's stream header, replayed before each element decoded by encoding/xml
-	replay twoSlices // header and element for encoding/xml
+	header []byte       // the server's stream header (its namespace declarations), for dec
+	dec    *xml.Decoder // reads the elements that are not fast (tokenDecoder)
+	feed   feed         // what dec reads
 
 	killOnce  sync.Once
 	errMu     sync.Mutex
