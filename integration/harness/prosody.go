@@ -31,6 +31,10 @@ type ProsodyOptions struct {
 	Global          string            // extra Lua for the global section
 	ComponentExtra  string            // extra Lua for the gateway's Component section (after the operators' snippet: it overrides it)
 	Host            string            // extra Lua for the VirtualHost section
+	// Command runs Prosody instead of "prosody" (its arguments follow),
+	// e.g. under valgrind: {"valgrind", "--tool=callgrind", "lua5.4",
+	// "/usr/bin/prosody"}.
+	Command []string
 }
 
 // Prosody is a Prosody server run by one test. Its fields do not change
@@ -44,6 +48,8 @@ type Prosody struct {
 	Dir             string // data_path, config, pidfile and log
 	ConfigFile      string
 	LogFile         string
+
+	command []string // ProsodyOptions.Command
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -91,7 +97,11 @@ func (p *Prosody) start() error {
 	if fi, err := os.Stat(p.LogFile); err == nil {
 		logStart = fi.Size()
 	}
-	cmd := exec.Command("prosody", "--config", p.ConfigFile, "-F")
+	argv := append(append([]string{}, p.command...), "--config", p.ConfigFile, "-F")
+	if len(p.command) == 0 {
+		argv = append([]string{"prosody"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = p.Dir
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out

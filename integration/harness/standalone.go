@@ -47,6 +47,7 @@ func StartProsodyDir(dir string, opts ProsodyOptions) (*Prosody, error) {
 		ConfigFile:      filepath.Join(dir, "prosody.cfg.lua"),
 		LogFile:         filepath.Join(dir, "prosody.log"),
 		out:             &syncBuffer{},
+		command:         opts.Command,
 	}
 	for attempt := 1; ; attempt++ {
 		if err := p.configureDir(root, opts); err != nil {
