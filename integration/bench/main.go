@@ -5,7 +5,7 @@
 // with each, peak RSS, refused events and latency, all measured in the
 // same run on the same machine, then the targets of issue 14.
 //
-//	go run ./integration/bench                      # out, in, latency, backlog (~12 min)
+//	go run ./integration/bench                      # out, in, latency, backlog (10-22 min, see README.md)
 //	go run ./integration/bench -what out -n 50000 -runs 1
 //
 // It exits non-zero only when something failed or items were lost, never

@@ -150,15 +150,16 @@ func (e *Env) inbound(o inRun, run, n, warm int) (res Result, err error) {
 			return res, fmt.Errorf("%d receipts for %d queued events", got, want)
 		}
 	}
+	var rawErr error
 	if o.raw {
-		err = e.checkRawIn(&res, b.httpAddr, total)
+		rawErr = e.checkRawIn(&res, b.httpAddr, total) // its counters go with it
 	}
 	res.PeakRSS = peakRSS(b.proc.pid())
 	if err := b.proc.stop(60 * time.Second); err != nil {
 		return res, err
 	}
 	if o.raw {
-		return res, err
+		return res, rawErr
 	}
 	err = e.checkInbound(&res, ch, q.in, kind, prefix, run, total)
 	return res, err

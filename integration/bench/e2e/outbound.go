@@ -31,9 +31,9 @@ type outSink struct {
 var typeError = []byte("error")
 
 func (s *outSink) messages(ids, types [][]byte) {
-	var now int64
+	var arrived int64
 	if s.pubAt != nil {
-		now = s.clock()
+		arrived = s.clock()
 	}
 	fresh := int64(0)
 	for i, id := range ids {
@@ -47,26 +47,26 @@ func (s *outSink) messages(ids, types [][]byte) {
 		}
 		fresh++
 		if s.pubAt != nil {
-			s.lat[k].Store(max(1, now-s.pubAt[k].Load()))
+			s.lat[k].Store(max(1, arrived-s.pubAt[k].Load()))
 		}
 	}
 	if fresh == 0 {
 		return
 	}
-	now2 := s.got.Add(fresh)
-	old := now2 - fresh
+	now := s.got.Add(fresh)
+	old := now - fresh
 	threshold := max(s.warm, 1)
-	if old < threshold && now2 >= threshold {
+	if old < threshold && now >= threshold {
 		var smp cpuSample
 		if c := s.cpus.Load(); c != nil {
 			smp = c.sample()
 		}
 		s.mu.Lock()
-		s.start, s.startCount = smp, now2
+		s.start, s.startCount = smp, now
 		s.mu.Unlock()
 		close(s.started)
 	}
-	if old < s.total && now2 >= s.total {
+	if old < s.total && now >= s.total {
 		var smp cpuSample
 		if c := s.cpus.Load(); c != nil {
 			smp = c.sample()
