@@ -96,7 +96,7 @@ func newLogger(w io.Writer, c config.LogConfig, level *slog.LevelVar) *slog.Logg
 // raise GOMEMLIMIT then (README, Operations).
 const (
 	gcPercent   = 400
-	memoryLimit = 48 << 20
+	memoryLimit = 32 << 20
 )
 
 func tuneGC() {
