@@ -42,6 +42,7 @@ type config struct {
 	baseline, raw         bool
 	verbose               bool
 	n, nIn, warm, runs    int
+	costN, costWarm       int
 	prefetch              int
 	latency               time.Duration
 	latencyRate           float64
@@ -54,13 +55,13 @@ type config struct {
 
 // allKinds is what -what all means; the default leaves in-receipts out.
 const (
-	allKinds     = "out,in,in-receipts,latency,backlog"
+	allKinds     = "out,in,in-receipts,latency,backlog,servercost"
 	defaultKinds = "out,in,latency,backlog"
 )
 
 func parseFlags() *config {
 	c := &config{}
-	flag.StringVar(&c.what, "what", defaultKinds, "comma-separated: out, in, in-receipts (inbound with a XEP-0184 request on every message), latency, backlog; or all")
+	flag.StringVar(&c.what, "what", defaultKinds, "comma-separated: out, in, in-receipts (inbound with a XEP-0184 request on every message), latency, backlog, servercost (Prosody's instructions per item under callgrind); or all")
 	flag.BoolVar(&c.baseline, "baseline", true, "also measure the thinnest possible bridge the same way")
 	flag.BoolVar(&c.raw, "raw", true, "also measure the raw limit (Prosody alone, no broker) for out and in")
 	flag.IntVar(&c.n, "n", 100000, "out and in: items measured per run")
@@ -68,6 +69,8 @@ func parseFlags() *config {
 	flag.IntVar(&c.warm, "warmup", 10000, "out and in: items sent before the measured ones in each run")
 	flag.IntVar(&c.runs, "runs", 3, "out and in: runs (gateway, bridge and raw interleaved; medians are reported)")
 	flag.IntVar(&c.prefetch, "prefetch", 0, "out and in: amqp.prefetch of the gateway and the bridge (0: the gateway's default; latency and backlog always use it)")
+	flag.IntVar(&c.costN, "servercost-n", 3000, "servercost: items measured per variant and direction (Prosody under callgrind moves ~140 items/s)")
+	flag.IntVar(&c.costWarm, "servercost-warmup", 300, "servercost: items sent before the measured ones")
 	flag.DurationVar(&c.latency, "latency", 20*time.Second, "latency: how long items are sent at -latency-rate, per direction")
 	flag.Float64Var(&c.latencyRate, "latency-rate", 1000, "latency: items per second")
 	flag.IntVar(&c.backlog, "backlog", 1000000, "backlog: items waiting in the out queue before the bridge starts")
@@ -75,7 +78,7 @@ func parseFlags() *config {
 	flag.IntVar(&c.senders, "senders", 4, "clients sending the inbound messages")
 	flag.StringVar(&c.qtype, "queue-type", "classic", "amqp.queue_type of every queue of every kind: classic or quorum")
 	flag.StringVar(&c.logLevel, "log-level", "warn", "log.level of the gateway")
-	flag.DurationVar(&c.stall, "stall", 30*time.Second, "fail when nothing moves for this long")
+	flag.DurationVar(&c.stall, "stall", 30*time.Second, "fail when nothing moves for this long (servercost: at least 2m)")
 	flag.BoolVar(&c.verbose, "v", true, "progress lines on stderr")
 	flag.StringVar(&c.gwRev, "gw-rev", "HEAD", "git revision of the gateway to build, or \"worktree\"")
 	flag.StringVar(&c.gwBin, "gw-bin", "", "gateway binary to use instead of building one")

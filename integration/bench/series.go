@@ -73,8 +73,36 @@ func (c *config) plan(env *e2e.Env) ([]series, error) {
 					b.Close()
 				}
 			})
+		case "servercost":
+			runs = 1
+			cost := &costEnv{c: c, base: e}
+			for _, d := range []struct {
+				on      bool
+				variant string
+			}{{c.raw, e2e.CostRaw}, {c.baseline, e2e.CostBridge}, {c.baseline, e2e.CostBridgeOriginID}, {true, e2e.CostGateway}} {
+				add(d.on, &vs, "servercost-"+d.variant+"-out", func(r int) (e2e.Result, error) {
+					ce, err := cost.get()
+					if err != nil {
+						return e2e.Result{}, err
+					}
+					return ce.ServerCostOut(d.variant, r, c.costN, c.costWarm)
+				})
+			}
+			for _, d := range []struct {
+				on      bool
+				variant string
+			}{{c.raw, e2e.CostRaw}, {c.baseline, e2e.CostBridge}, {true, e2e.CostGateway}} {
+				add(d.on, &vs, "servercost-"+d.variant+"-in", func(r int) (e2e.Result, error) {
+					ce, err := cost.get()
+					if err != nil {
+						return e2e.Result{}, err
+					}
+					return ce.ServerCostIn(d.variant, r, c.costN, c.costWarm)
+				})
+			}
+			closers = append(closers, cost.close)
 		default:
-			return nil, fmt.Errorf("-what: unknown %q (want out, in, in-receipts, latency, backlog or all)", w)
+			return nil, fmt.Errorf("-what: unknown %q (want out, in, in-receipts, latency, backlog, servercost or all)", w)
 		}
 		ss = append(ss, series{name: w, runs: runs, variants: vs, close: func() {
 			for _, f := range closers {
@@ -83,6 +111,39 @@ func (c *config) plan(env *e2e.Env) ([]series, error) {
 		}})
 	}
 	return ss, nil
+}
+
+// costEnv is the environment of the servercost kind, a Prosody of its own
+// under callgrind, started when first needed: it runs the gateway binary
+// of base, with a stall timeout of at least 2 minutes.
+type costEnv struct {
+	c    *config
+	base *e2e.Env
+	env  *e2e.Env
+	err  error
+}
+
+func (ce *costEnv) get() (*e2e.Env, error) {
+	if ce.env != nil || ce.err != nil {
+		return ce.env, ce.err
+	}
+	opt, err := ce.c.options()
+	if err != nil {
+		ce.err = err
+		return nil, err
+	}
+	opt.Callgrind = true
+	opt.GatewayBin = ce.base.GatewayBinary()
+	opt.PerfDir = ""
+	opt.Stall = max(opt.Stall, 2*time.Minute)
+	ce.env, ce.err = e2e.Setup(opt)
+	return ce.env, ce.err
+}
+
+func (ce *costEnv) close() {
+	if ce.env != nil {
+		ce.env.Close()
+	}
 }
 
 // measurements collects the results and errors of every run.
@@ -145,6 +206,9 @@ func (m *measurements) print(env *e2e.Env, took time.Duration) {
 	fmt.Printf("out/in: %d runs of %d items (+%d warm-up), prefetch %s; latency: %.0f items/s for %s, prefetch %s;\n",
 		c.runs, c.n, c.warm, outIn, c.latencyRate, c.latency, pf)
 	fmt.Printf("backlog: %d items, prefetch %s. Rates and CPU: medians over runs; RSS, refused: the worst run.\n", c.backlog, pf)
+	if strings.Contains(","+c.what+",", ",servercost,") {
+		fmt.Printf("servercost: %d items (+%d warm-up) per variant and direction, Prosody under callgrind, prefetch %s.\n", c.costN, c.costWarm, outIn)
+	}
 	fmt.Println()
 	ss := e2e.Summarize(m.results)
 	e2e.PrintTable(os.Stdout, ss)
@@ -155,6 +219,7 @@ func (m *measurements) print(env *e2e.Env, took time.Duration) {
 		"time": time.Now().UTC().Format(time.RFC3339), "n": c.n, "n_in": c.nIn, "warmup": c.warm, "runs_out_in": c.runs,
 		"prefetch": c.prefetch, "default_prefetch": env.DefaultPrefetch, "latency_s": c.latency.Seconds(),
 		"latency_rate": c.latencyRate, "backlog": c.backlog, "what": c.what,
+		"servercost_n": c.costN, "servercost_warmup": c.costWarm,
 		"receivers": c.receivers, "senders": c.senders, "queue_type": c.qtype, "cpus": runtime.NumCPU(),
 		"loadavg": loadAvg(), "gateway_rev": env.GatewayRev, "took_s": took.Seconds(), "targets": ts,
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -107,6 +108,8 @@ func RunBridge(role string, args []string) error {
 		n        = fs.Int("n", 0, "raw roles: items")
 		prefix   = fs.String("prefix", "", "raw roles: prefix of the ids")
 		targets  = fs.String("targets", "", "raw-out: the receivers' JIDs, comma-separated")
+		hold     = fs.Int("hold", 0, "raw-out: write this many items, then wait for a request to /go before the rest")
+		originID = fs.Bool("origin-id", false, "bridge-out: end each message with the XEP-0359 origin-id the gateway writes")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -144,6 +147,9 @@ func RunBridge(role string, args []string) error {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
+	release := make(chan struct{}) // raw-out -hold: closed by /go
+	var once sync.Once
+	mux.HandleFunc("/go", func(http.ResponseWriter, *http.Request) { once.Do(func() { close(release) }) })
 	go func() { _ = http.Serve(l, mux) }()
 
 	conn, err := net.Dial("tcp", *compAddr)
@@ -160,7 +166,7 @@ func RunBridge(role string, args []string) error {
 	switch role {
 	case "raw-out":
 		ready.Store(true)
-		return rawOut(ctx, conn, raw, *prefetch, *domain, *server, &counted)
+		return rawOut(ctx, conn, raw, *hold, release, *prefetch, *domain, *server, &counted)
 	case "raw-in":
 		ready.Store(true)
 		return rawIn(ctx, conn, ids, &counted)
@@ -177,7 +183,7 @@ func RunBridge(role string, args []string) error {
 	ready.Store(true)
 	switch role {
 	case "bridge-out":
-		return bridgeOut(ctx, conn, ch, *outQ, *prefetch, *domain, *server, *linger, &counted)
+		return bridgeOut(ctx, conn, ch, *outQ, *prefetch, *domain, *server, *linger, *originID, &counted)
 	case "bridge-in":
 		return bridgeIn(ctx, conn, ch, *inQ, &counted)
 	}

@@ -43,6 +43,7 @@ type outBridge struct {
 	from, domain, server string // from: the stanzas' sender
 	linger               time.Duration
 	barrierEvery         int
+	originID             bool // each message ends with a XEP-0359 origin-id, as the gateway's do
 
 	buf     []byte    // the next write
 	pending []barrier // in flight, oldest first
@@ -50,7 +51,7 @@ type outBridge struct {
 	open    barrier   // written, not yet behind a barrier
 }
 
-func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, prefetch int, domain, server string, linger time.Duration, counted *atomic.Int64) error {
+func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, prefetch int, domain, server string, linger time.Duration, originID bool, counted *atomic.Int64) error {
 	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return err
 	}
@@ -58,7 +59,9 @@ func bridgeOut(ctx context.Context, conn net.Conn, ch *amqp.Channel, q string, p
 	if err != nil {
 		return err
 	}
-	return newOutBridge(conn, ch, deliveries, prefetch, domain, server, linger, counted).run(ctx.Done())
+	o := newOutBridge(conn, ch, deliveries, prefetch, domain, server, linger, counted)
+	o.originID = originID
+	return o.run(ctx.Done())
 }
 
 // newOutBridge makes the outbound bridge and starts reading the barrier
@@ -106,8 +109,8 @@ func (o *outBridge) run(stop <-chan struct{}) error {
 // This is the bridge's per-item loop: it works on local copies of the
 // buffer and the open barrier and calls nothing but appendStanza per item.
 func (o *outBridge) forward(d *amqp.Delivery) error {
-	deliveries, from, linger := o.deliveries, o.from, o.linger
-	buf := appendStanza(o.buf[:0], d, from)
+	deliveries, from, linger, oid := o.deliveries, o.from, o.linger, o.originID
+	buf := appendStanza(o.buf[:0], d, from, oid)
 	open := o.open
 	open.lastTag = d.DeliveryTag
 	open.n++
@@ -119,7 +122,7 @@ more:
 			if !ok {
 				break more
 			}
-			buf = appendStanza(buf, &d, from)
+			buf = appendStanza(buf, &d, from, oid)
 			open.lastTag = d.DeliveryTag
 			open.n++
 			taken++
@@ -135,7 +138,7 @@ more:
 				if !ok {
 					break more
 				}
-				buf = appendStanza(buf, &d, from)
+				buf = appendStanza(buf, &d, from, oid)
 				open.lastTag = d.DeliveryTag
 				open.n++
 				taken++
@@ -279,8 +282,10 @@ func jsonString(body []byte, key string) []byte {
 	return v[:j]
 }
 
-// appendStanza appends the <message/> of the outbound item d.
-func appendStanza(buf []byte, d *amqp.Delivery, from string) []byte {
+// appendStanza appends the <message/> of the outbound item d; with
+// originID, ended by the XEP-0359 <origin-id/> equal to the stanza id that
+// the gateway writes on every message.
+func appendStanza(buf []byte, d *amqp.Delivery, from string, originID bool) []byte {
 	buf = append(buf, "<message type='chat' from='"...)
 	buf = append(buf, from...)
 	buf = append(buf, "' to='"...)
@@ -297,6 +302,11 @@ func appendStanza(buf []byte, d *amqp.Delivery, from string) []byte {
 			buf = append(buf, v[:j+1]...)
 			buf = append(buf, "</json>"...)
 		}
+	}
+	if originID {
+		buf = append(buf, "<origin-id xmlns='urn:xmpp:sid:0' id='"...)
+		buf = append(buf, d.MessageId...)
+		buf = append(buf, "'/>"...)
 	}
 	return append(buf, "</message>"...)
 }

@@ -58,6 +58,10 @@ type Options struct {
 	// deliveries before a write (0: writes what is waiting), to try the
 	// effect of bigger writes.
 	BaselineLinger time.Duration
+	// Callgrind: Prosody runs under valgrind's callgrind, instrumentation
+	// off but in the measured windows of the ServerCost runs (slow: about
+	// 140 items/s).
+	Callgrind bool
 }
 
 // Env is a running benchmark environment: one Prosody with its clients,
@@ -81,6 +85,8 @@ type Env struct {
 	DefaultPrefetch int
 	// epoch is the origin of clock.
 	epoch time.Time
+	// cg controls Prosody's callgrind (Options.Callgrind), else nil.
+	cg *callgrind
 }
 
 // clock returns monotonic nanoseconds since Setup.
@@ -165,13 +171,27 @@ func (e *Env) startProsody() error {
 	if err := os.Mkdir(pdir, 0o700); err != nil {
 		return err
 	}
+	popt := harness.ProsodyOptions{Users: users}
+	var cgDir string
+	if e.opt.Callgrind {
+		cgDir = filepath.Join(e.dir, "callgrind")
+		if err := os.Mkdir(cgDir, 0o700); err != nil {
+			return err
+		}
+		popt.Command = callgrindCommand(cgDir)
+	}
 	t0 := time.Now()
 	var err error
-	e.Prosody, err = harness.StartProsodyDir(pdir, harness.ProsodyOptions{Users: users})
+	e.Prosody, err = harness.StartProsodyDir(pdir, popt)
 	if err != nil {
 		return err
 	}
-	e.opt.Logf("prosody pid %d, c2s %s, component %s (started in %s)", e.Prosody.PID(), e.Prosody.C2SAddr, e.Prosody.ComponentAddr, time.Since(t0).Round(time.Millisecond))
+	how := ""
+	if e.opt.Callgrind {
+		e.cg = &callgrind{dir: cgDir, pid: e.Prosody.PID()}
+		how = " under callgrind"
+	}
+	e.opt.Logf("prosody%s pid %d, c2s %s, component %s (started in %s)", how, e.Prosody.PID(), e.Prosody.C2SAddr, e.Prosody.ComponentAddr, time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
@@ -212,6 +232,10 @@ func (e *Env) gatewayBinary() error {
 	e.opt.Logf("gateway (%s) built in %s", cmp.Or(e.opt.GatewayRev, "worktree"), time.Since(t0).Round(time.Millisecond))
 	return nil
 }
+
+// GatewayBinary is the gateway binary the runs start (for another Env's
+// Options.GatewayBin).
+func (e *Env) GatewayBinary() string { return e.bin }
 
 // Close stops everything Setup started and removes its directory.
 func (e *Env) Close() {
@@ -256,6 +280,9 @@ type Result struct {
 	LatP50   float64 `json:"latency_p50_ms,omitempty"`
 	LatP99   float64 `json:"latency_p99_ms,omitempty"`
 	LatMax   float64 `json:"latency_max_ms,omitempty"`
+	// ProsodyInstr (ServerCost runs): the instructions (callgrind's Ir)
+	// Prosody executed in the window per item.
+	ProsodyInstr float64 `json:"prosody_instructions_per_item,omitempty"`
 	// Read and write syscalls of the bridge per item (/proc/<pid>/io).
 	ReadsPerItem  float64 `json:"bridge_reads_per_item"`
 	WritesPerItem float64 `json:"bridge_writes_per_item"` // the bridge's own count (xmppgw_outbound_items_total / inbound events)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -99,6 +100,10 @@ type inRun struct {
 	// raw: the component counts what it reads and queues nothing (its
 	// counters are read instead of the in queue).
 	raw bool
+	// window, if set, marks the measured window (ServerCost): on once the
+	// warm events are queued, before the others are sent; off once they
+	// are all queued.
+	window *window
 }
 
 // inbound starts the bridge, sends warm+n messages and measures the window
@@ -135,7 +140,7 @@ func (e *Env) inbound(o inRun, run, n, warm int) (res Result, err error) {
 	if o.raw {
 		w = &countWaiter{httpAddr: b.httpAddr, proc: b.proc, stall: e.opt.Stall}
 	}
-	if err := e.inboundWindow(&res, w, b.proc.pid(), cpus, kind, prefix, run, warm, total); err != nil {
+	if err := e.inboundWindow(&res, w, o.window, b.proc.pid(), cpus, kind, prefix, run, warm, total); err != nil {
 		return res, err
 	}
 	res.Errors = s.errs.Load()
@@ -168,7 +173,7 @@ func (e *Env) inbound(o inRun, run, n, warm int) (res Result, err error) {
 // inboundWindow sends the warm events and waits until they are queued,
 // then measures sending the rest until they are all queued: the items, time
 // and CPU of the window go into res.
-func (e *Env) inboundWindow(res *Result, w waiter, pid int, cpus *cpuSet, kind, prefix string, run, warm, total int) error {
+func (e *Env) inboundWindow(res *Result, w waiter, win *window, pid int, cpus *cpuSet, kind, prefix string, run, warm, total int) error {
 	q0 := 0
 	if warm > 0 {
 		if err := e.send(prefix, 0, warm); err != nil {
@@ -176,6 +181,14 @@ func (e *Env) inboundWindow(res *Result, w waiter, pid int, cpus *cpuSet, kind, 
 		}
 		var err error
 		if q0, err = w.wait(warm); err != nil {
+			return err
+		}
+	}
+	if win != nil {
+		if warm < 1 {
+			return errors.New("a measured window needs a warm-up")
+		}
+		if err := win.on(); err != nil {
 			return err
 		}
 	}
@@ -189,12 +202,21 @@ func (e *Env) inboundWindow(res *Result, w waiter, pid int, cpus *cpuSet, kind, 
 	}
 	z := cpus.sample()
 	perf.stop(e)
+	counted := 0.0
+	if win != nil {
+		if counted, err = win.off(); err != nil {
+			return err
+		}
+	}
 	if err := <-sendErr; err != nil {
 		return err
 	}
 	// Events queued in the window (refused ones are not items moved).
 	res.Items = q1 - q0
 	e.fill(res, cpus, a, z)
+	if win != nil && res.Items > 0 {
+		res.ProsodyInstr = counted / float64(res.Items)
+	}
 	return nil
 }
 

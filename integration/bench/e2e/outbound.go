@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -101,6 +102,22 @@ type outRun struct {
 	// out queue (a shared backlog); they are deleted at the end all the
 	// same.
 	queues *queues
+	// window, if set, marks the measured window (ServerCost), which is
+	// then quiet at both ends: only the warm items are published (raw:
+	// written) first; once they have all arrived and been acknowledged,
+	// window.on, then the other n items, and window.off once every item is
+	// acknowledged.
+	window *window
+	// release (raw with a window): lets the raw component write the items
+	// after the warm ones.
+	release func(b *bridge) error
+}
+
+// window marks a measured window: on at its start, off at its end, which
+// returns what was counted in it (Prosody's instructions).
+type window struct {
+	on  func() error
+	off func() (float64, error)
 }
 
 // runPrefix is the prefix of the ids of run of a kind (its letter).
@@ -120,6 +137,9 @@ func (e *Env) outbound(o outRun, run, n, warm int) (res Result, err error) {
 	defer e.deleteQueues(q)
 	total := n + warm
 	prefix := runPrefix(o.letter, run)
+	if o.window != nil {
+		return e.outboundQuiet(o, q, res, prefix, n, warm)
+	}
 	if !o.noBroker && o.queues == nil {
 		t0 := time.Now()
 		if err := e.publishItems(q.out, prefix, total); err != nil {
@@ -161,15 +181,81 @@ func (e *Env) outbound(o outRun, run, n, warm int) (res Result, err error) {
 	return res, err
 }
 
+// outboundQuiet is outbound with a window (outRun.window) quiet at both
+// ends: the warm items alone, then the window around the n others.
+func (e *Env) outboundQuiet(o outRun, q queues, res Result, prefix string, n, warm int) (_ Result, err error) {
+	if warm < 1 {
+		return res, errors.New("a measured window needs a warm-up")
+	}
+	total := n + warm
+	if !o.noBroker {
+		if err := e.publishRange("", q.out, prefix, 0, warm); err != nil {
+			return res, err
+		}
+	}
+	s := newOutSink(prefix, warm, total)
+	setSinks(e.receivers, s)
+	defer setSinks(e.receivers, nil)
+	b, err := o.start(q)
+	if err != nil {
+		return res, err
+	}
+	defer b.stopAtEnd(&err)
+	if err := e.waitFor(s, s.started, b.proc); err != nil {
+		return res, err
+	}
+	if _, err := e.waitAcked(b.httpAddr, warm); err != nil {
+		return res, err
+	}
+	cpus := e.cpus(b.proc.pid())
+	if err := o.window.on(); err != nil {
+		return res, err
+	}
+	a := cpus.sample()
+	if o.noBroker {
+		err = o.release(b)
+	} else {
+		err = e.publishRange("", q.out, prefix, warm, total)
+	}
+	if err != nil {
+		return res, err
+	}
+	if err := e.waitArrived(s, b.proc); err != nil {
+		return res, err
+	}
+	acked, err := e.waitAcked(b.httpAddr, total)
+	if err != nil {
+		return res, err
+	}
+	z := cpus.sample()
+	counted, err := o.window.off()
+	if err != nil {
+		return res, err
+	}
+	s.fillResult(&res, acked)
+	res.Items = n
+	e.fill(&res, cpus, a, z)
+	res.ProsodyInstr = counted / float64(n)
+	res.PeakRSS = peakRSS(b.proc.pid())
+	if err := b.proc.stop(60 * time.Second); err != nil {
+		return res, err
+	}
+	return res, e.checkOutbound(q, s, o.kind, res.Run)
+}
+
 // waitArrived waits until the receivers have the last item, failing when
 // nothing moves for opt.Stall or the bridge exits.
-func (e *Env) waitArrived(s *outSink, p *process) error {
+func (e *Env) waitArrived(s *outSink, p *process) error { return e.waitFor(s, s.ended, p) }
+
+// waitFor waits until done is closed (the warm-up or every item arrived),
+// failing when nothing moves for opt.Stall or the bridge exits.
+func (e *Env) waitFor(s *outSink, done <-chan struct{}, p *process) error {
 	last, lastAt := int64(-1), time.Now()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.ended:
+		case <-done:
 			return nil
 		case <-p.done:
 			return fmt.Errorf("%s exited; log:\n%s", p.name, tail(p.log, 4096))

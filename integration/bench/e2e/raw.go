@@ -68,12 +68,20 @@ func (noBroker) Ack(uint64, bool) error    { return nil }
 func (noBroker) Cancel(string, bool) error { return nil }
 
 // rawOut writes the items through the outbound bridge's loop, then waits
-// for SIGTERM (the benchmark stops it as it stops the others).
-func rawOut(ctx context.Context, conn net.Conn, items []amqp.Delivery, prefetch int, domain, server string, counted *atomic.Int64) error {
+// for SIGTERM (the benchmark stops it as it stops the others). With hold
+// > 0, only the first hold items are written until release is closed.
+func rawOut(ctx context.Context, conn net.Conn, items []amqp.Delivery, hold int, release <-chan struct{}, prefetch int, domain, server string, counted *atomic.Int64) error {
 	deliveries := make(chan amqp.Delivery, max(prefetch, 1))
 	go func() {
 		defer close(deliveries)
 		for i := range items {
+			if i == hold && hold > 0 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return
+				}
+			}
 			select {
 			case deliveries <- items[i]:
 				items[i] = amqp.Delivery{} // written: let it go

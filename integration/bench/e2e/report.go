@@ -19,11 +19,14 @@ type Summary struct {
 	ProsodyCPU float64 `json:"median_prosody_cpu_us"`
 	ClientsCPU float64 `json:"median_clients_cpu_us"`
 	BrokerCPU  float64 `json:"median_broker_cpu_us"`
-	PctRate    float64 `json:"pct_of_ref_rate"` // median rate / reference rate × 100
-	PctCPU     float64 `json:"pct_of_ref_cpu"`  // reference µs / median µs × 100 (100 = as lean as the reference)
-	Dups       int64   `json:"duplicates"`
-	Refused    float64 `json:"refused"`
-	Errors     int64   `json:"error_stanzas"`
+	// ProsodyInstr (servercost kinds): Prosody's instructions per item,
+	// the median over the runs.
+	ProsodyInstr float64 `json:"median_prosody_instructions_per_item,omitempty"`
+	PctRate      float64 `json:"pct_of_ref_rate"` // median rate / reference rate × 100
+	PctCPU       float64 `json:"pct_of_ref_cpu"`  // reference µs / median µs × 100 (100 = as lean as the reference)
+	Dups         int64   `json:"duplicates"`
+	Refused      float64 `json:"refused"`
+	Errors       int64   `json:"error_stanzas"`
 	// MaxRefused is the most refused events in one run (the refused
 	// counter or the error stanzas, whichever is higher).
 	MaxRefused float64 `json:"max_refused_per_run"`
@@ -60,7 +63,7 @@ func Summarize(rs []Result) []Summary {
 	for _, k := range kinds {
 		g := by[k]
 		s := Summary{Kind: k, Runs: len(g), Items: g[0].Items, BestCPU: -1, PeakRSS: -1}
-		var rate, recv, cpu, pc, cc, bc, p50, p99 []float64
+		var rate, recv, cpu, pc, cc, bc, p50, p99, pi []float64
 		for _, r := range g {
 			rate = append(rate, r.Rate)
 			if r.RecvRate > 0 {
@@ -70,6 +73,9 @@ func Summarize(rs []Result) []Summary {
 			pc = append(pc, r.ProsodyCPU)
 			cc = append(cc, r.ClientsCPU)
 			bc = append(bc, r.BrokerCPU)
+			if r.ProsodyInstr > 0 {
+				pi = append(pi, r.ProsodyInstr)
+			}
 			s.BestRate = max(s.BestRate, r.Rate)
 			if r.BridgeCPU >= 0 && (s.BestCPU < 0 || r.BridgeCPU < s.BestCPU) {
 				s.BestCPU = r.BridgeCPU
@@ -87,6 +93,7 @@ func Summarize(rs []Result) []Summary {
 		s.LatP50, s.LatP99 = median(p50), median(p99)
 		s.MedianRate, s.MedianRecv, s.MedianCPU = median(rate), median(recv), median(cpu)
 		s.ProsodyCPU, s.ClientsCPU, s.BrokerCPU = median(pc), median(cc), median(bc)
+		s.ProsodyInstr = median(pi)
 		ref := RefOutPerSec
 		if strings.Contains(k, "inbound") || strings.HasSuffix(k, "-in") {
 			ref = RefInPerSec

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // The table: one line per kind of measurement, the gateway, the baseline
 // bridge and the raw limit side by side; rates and CPU in a first part,
-// memory, refusals and latency in a second, then the targets of issue 14.
+// memory, refusals and latency in a second, Prosody's instructions per
+// item (servercost, under callgrind) in a third, then the targets of
+// issue 14.
 
 // tableRow names the kinds of one line.
 // in: inbound (the refused column applies).
@@ -84,9 +87,14 @@ func get(s *Summary, f func(*Summary) float64) float64 {
 	return f(s)
 }
 
-// PrintTable writes the two parts of the table.
+// PrintTable writes the parts of the table (the third only with
+// servercost kinds).
 func PrintTable(w io.Writer, ss []Summary) {
 	ls := lines(ss)
+	if len(ls) == 0 {
+		printCost(w, ss, false)
+		return
+	}
 	const f1 = "%-12s%8s%8s%8s%7s%7s%8s%8s%7s%7s%7s%7s%9s%9s"
 	row := func(a ...any) { fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(f1, a...), " ")) }
 	fmt.Fprintf(w, "%-12s%s%s%s%s%s\n", "kind", span("items/s", 24), span("ratio", 14), span("CPU µs/item", 16),
@@ -118,6 +126,67 @@ func PrintTable(w io.Writer, ss []Summary) {
 		row2(c.label, fmt.Sprint(runs), fmt.Sprint(items),
 			num(c.gw != nil, get(c.gw, rss), 1), num(c.br != nil, get(c.br, rss), 1),
 			refused(c.in, c.gw), refused(c.in, c.br), latency(c.gw), latency(c.br))
+	}
+	printCost(w, ss, true)
+}
+
+// costRow names the kinds of a line of the third part (servercost).
+type costRow struct {
+	label, raw, bridge, bridgeOID, gw string
+}
+
+var costRows = []costRow{
+	{"servercost-out", "servercost-raw-out", "servercost-baseline-out", "servercost-baseline-origin-out", "servercost-out"},
+	{"servercost-in", "servercost-raw-in", "servercost-baseline-in", "", "servercost-in"},
+}
+
+func instr(s *Summary) float64 { return s.ProsodyInstr }
+
+// ratio3 is ratio with three decimals (instruction counts are exact).
+func ratio3(a, b *Summary, f func(*Summary) float64) string {
+	if a == nil || b == nil || f(b) <= 0 || f(a) <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", f(a)/f(b))
+}
+
+// printCost writes the third part of the table: Prosody's instructions
+// per item (thousands) with raw, the bridge, the bridge writing the
+// gateway's origin-id and the gateway, their ratios, and the rates under
+// callgrind, after a blank line with sep. Nothing when no servercost kind
+// was run.
+func printCost(w io.Writer, ss []Summary, sep bool) {
+	by := map[string]*Summary{}
+	for i := range ss {
+		by[ss[i].Kind] = &ss[i]
+	}
+	const f = "%-16s%6s%9s%9s%9s%9s%8s%8s%11s%8s%8s%8s%8s"
+	row := func(a ...any) { fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(f, a...), " ")) }
+	header := false
+	for _, r := range costRows {
+		raw, br, oid, gw := by[r.raw], by[r.bridge], by[r.bridgeOID], by[r.gw]
+		if raw == nil && br == nil && oid == nil && gw == nil {
+			continue
+		}
+		if !header {
+			if sep {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "%-22s%s%s%s\n", "kind", span("Prosody instructions/item, k", 36), span("ratio", 27),
+				span("items/s under callgrind", 32))
+			row("", "items", "raw", "bridge", "br+oid", "gateway", "gw/br", "br/raw", "gw/br+oid", "raw", "bridge", "br+oid", "gateway")
+			header = true
+		}
+		items := 0
+		for _, s := range []*Summary{raw, br, oid, gw} {
+			if s != nil {
+				items = max(items, s.Items)
+			}
+		}
+		k := func(s *Summary) string { return num(s != nil && s.ProsodyInstr > 0, get(s, instr)/1000, 1) }
+		rt := func(s *Summary) string { return num(s != nil, get(s, rate), 0) }
+		row(r.label, fmt.Sprint(items), k(raw), k(br), k(oid), k(gw),
+			ratio3(gw, br, instr), ratio3(br, raw, instr), ratio3(gw, oid, instr), rt(raw), rt(br), rt(oid), rt(gw))
 	}
 }
 
@@ -178,6 +247,17 @@ func Targets(ss []Summary) []Target {
 		add(d[0]+" Prosody CPU/item ≤ 1.05 × with the bridge", ok, ok && g.ProsodyCPU <= 1.05*b.ProsodyCPU,
 			"%.1f vs %.1f µs (%.2f×)", get(g, prosody), get(b, prosody), get(g, prosody)/get(b, prosody))
 	}
+	for _, d := range [][4]string{{"outbound", "servercost-out", "servercost-baseline-out", "servercost-baseline-origin-out"},
+		{"inbound", "servercost-in", "servercost-baseline-in", ""}} {
+		g, b, o := by[d[1]], by[d[2]], by[d[3]]
+		ok := g != nil && b != nil && g.ProsodyInstr > 0 && b.ProsodyInstr > 0
+		extra := ""
+		if ok && o != nil && o.ProsodyInstr > 0 {
+			extra = fmt.Sprintf("; br+origin-id %.1fk: %.3f×", o.ProsodyInstr/1000, g.ProsodyInstr/o.ProsodyInstr)
+		}
+		add(d[0]+" Prosody instructions/item ≤ 1.05 × with the bridge", ok, ok && g.ProsodyInstr <= 1.05*b.ProsodyInstr,
+			"%.1fk vs %.1fk (%.3f×)%s", get(g, instr)/1000, get(b, instr)/1000, get(g, instr)/get(b, instr), extra)
+	}
 	rss, where := -1.0, ""
 	for _, k := range []string{"outbound", "inbound", "inbound-receipts", "latency-out", "latency-in", "backlog"} {
 		if s := by[k]; s != nil && s.PeakRSS > rss {
@@ -199,6 +279,10 @@ func Targets(ss []Summary) []Target {
 // PrintTargets writes one line per target: PASS, FAIL or "n/a" (not
 // measured in this run).
 func PrintTargets(w io.Writer, ts []Target) {
+	width := 0
+	for _, t := range ts {
+		width = max(width, utf8.RuneCountInString(t.Goal))
+	}
 	for _, t := range ts {
 		st := "n/a "
 		if t.Known {
@@ -207,6 +291,6 @@ func PrintTargets(w io.Writer, ts []Target) {
 				st = "PASS"
 			}
 		}
-		fmt.Fprintf(w, "%s  %-51s %s\n", st, t.Goal, t.Measured)
+		fmt.Fprintf(w, "%s  %-*s %s\n", st, width, t.Goal, t.Measured)
 	}
 }
