@@ -77,3 +77,52 @@ func TestTargetsUnknown(t *testing.T) {
 		}
 	}
 }
+
+// TestCostTable: the servercost kinds make the third part, alone or after
+// the others, and their targets.
+func TestCostTable(t *testing.T) {
+	c := func(kind string, instr float64) Result {
+		return Result{Kind: kind, Run: 1, Items: 3000, Rate: 140, BridgeCPU: 50, ProsodyCPU: 7000, ProsodyInstr: instr, PeakRSS: 20}
+	}
+	cost := []Result{
+		c("servercost-raw-out", 440e3), c("servercost-baseline-out", 461.3e3), c("servercost-baseline-origin-out", 507.7e3),
+		c("servercost-out", 509.7e3), c("servercost-raw-in", 276e3), c("servercost-baseline-in", 281.7e3), c("servercost-in", 281e3),
+	}
+	for _, rs := range [][]Result{cost, append(sampleResults(), cost...)} {
+		ss := Summarize(rs)
+		var b bytes.Buffer
+		PrintTable(&b, ss)
+		ts := Targets(ss)
+		PrintTargets(&b, ts)
+		out := b.String()
+		t.Log("\n" + out)
+		for _, l := range strings.Split(out, "\n") {
+			if n := utf8.RuneCountInString(l); n > 120 {
+				t.Errorf("line of %d columns: %q", n, l)
+			}
+		}
+		for _, k := range []string{"servercost-out", "servercost-in", "509.7", "461.3", "507.7", "1.105", "1.004"} {
+			if !strings.Contains(out, k) {
+				t.Errorf("no %q in the table", k)
+			}
+		}
+		if len(rs) == len(cost) && strings.Contains(out, "items/s -") {
+			t.Error("the first part is printed without its kinds")
+		}
+		want := map[string]bool{
+			"outbound Prosody instructions/item ≤ 1.05 × with the bridge": false, // 1.105
+			"inbound Prosody instructions/item ≤ 1.05 × with the bridge":  true,  // 0.998
+		}
+		for _, tg := range ts {
+			if w, ok := want[tg.Goal]; ok {
+				if !tg.Known || tg.Pass != w {
+					t.Errorf("%s: pass %v (known %v), want %v: %s", tg.Goal, tg.Pass, tg.Known, w, tg.Measured)
+				}
+				delete(want, tg.Goal)
+			}
+		}
+		for g := range want {
+			t.Errorf("no target %q", g)
+		}
+	}
+}
