@@ -117,7 +117,7 @@ docker: build
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./stanza/ ./component/ ./queue/ ./gateway/
 
-## bench-e2e: end to end through a real Prosody and RabbitMQ, gateway vs the thinnest bridge (~5 min)
+## bench-e2e: end to end through a real Prosody and RabbitMQ, gateway vs the thinnest bridge (16-22 min, most of it the million-item backlog; see integration/bench/README.md)
 bench-e2e: setup
 	$(GO) run ./integration/bench -n 100000 -runs 3
 
