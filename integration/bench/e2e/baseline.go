@@ -152,17 +152,11 @@ func RunBridge(role string, args []string) error {
 	mux.HandleFunc("/go", func(http.ResponseWriter, *http.Request) { once.Do(func() { close(release) }) })
 	go func() { _ = http.Serve(l, mux) }()
 
-	conn, err := net.Dial("tcp", *compAddr)
+	conn, err := dialComponent(ctx, *compAddr, *domain, *secret)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = component.NewSession(dctx, jid.MustParse(*domain), []byte(*secret), conn)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("component: %w", err)
-	}
 	switch role {
 	case "raw-out":
 		ready.Store(true)
@@ -202,5 +196,29 @@ func repoDir() (string, error) {
 		if filepath.Dir(d) == d {
 			return "", errors.New("no go.mod above " + wd)
 		}
+	}
+}
+
+// dialComponent connects the component. A conflict (the previous run's
+// session still known to a Prosody slowed down by callgrind) is retried
+// for up to 30 s.
+func dialComponent(ctx context.Context, addr, domain, secret string) (net.Conn, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = component.NewSession(dctx, jid.MustParse(domain), []byte(secret), conn)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		conn.Close()
+		if !strings.Contains(err.Error(), "conflict") || time.Now().After(deadline) {
+			return nil, fmt.Errorf("component: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ServerCost: the instructions Prosody executes per item, counted by
@@ -36,7 +37,28 @@ func (e *Env) window() (*window, error) {
 	if e.cg == nil {
 		return nil, errors.New("servercost needs Prosody under callgrind (Options.Callgrind)")
 	}
-	return &window{on: e.cg.on, off: e.cg.off}, nil
+	on := func() error {
+		e.waitIdle(e.Prosody.PID(), time.Minute)
+		return e.cg.on()
+	}
+	return &window{on: on, off: e.cg.off}, nil
+}
+
+// waitIdle waits until process pid has used at most one clock tick of CPU
+// in half a second (Prosody done with what came before the window: the
+// end of the warm-up, the previous run's session), for at most limit.
+func (e *Env) waitIdle(pid int, limit time.Duration) {
+	t0 := time.Now()
+	prev, err := ProcCPU(pid)
+	for err == nil && time.Since(t0) < limit {
+		time.Sleep(500 * time.Millisecond)
+		var now time.Duration
+		if now, err = ProcCPU(pid); err == nil && now-prev <= clockTick {
+			return
+		}
+		prev = now
+	}
+	e.opt.Logf("prosody (pid %d) not idle after %s: the window starts anyway", pid, time.Since(t0).Round(time.Millisecond))
 }
 
 // ServerCostOut measures Prosody's instructions per item for n outbound
