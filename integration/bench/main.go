@@ -7,6 +7,7 @@
 //
 //	go run ./integration/bench                      # out, in, latency, backlog (10-22 min, see README.md)
 //	go run ./integration/bench -what out -n 50000 -runs 1
+//	go run ./integration/bench -what servercost     # Prosody's instructions per item under callgrind (2-4 min)
 //
 // It exits non-zero only when something failed or items were lost, never
 // because of slowness or a missed target: it is a measurement, not a test.
