@@ -41,7 +41,8 @@ type inItem struct {
 }
 
 // inbound turns XMPP messages into events on the broker: a bounded buffer
-// filled by the XMPP read loop without blocking, and one publishing loop.
+// filled by the XMPP read loop (which waits while it is full and the broker
+// confirms: offerWait), and one publishing loop.
 type inbound struct {
 	g        *Gateway
 	log      *slog.Logger
