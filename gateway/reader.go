@@ -8,7 +8,8 @@ import (
 
 // reader takes what the XMPP read loop delivers (component.Inbound and,
 // in client mode, component.RosterInbound). Every method runs on the read
-// loop and never blocks.
+// loop and never blocks, except Message while the inbound buffer is full
+// and the broker still confirms (backpressure: see inbound.offerWait).
 type reader struct{ g *Gateway }
 
 var (
