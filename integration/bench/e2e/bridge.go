@@ -22,6 +22,14 @@ func (b *bridge) stopAtEnd(err *error) {
 	}
 }
 
+// finish records the bridge's peak RSS in res and stops it gracefully: an
+// outbound bridge acknowledges what it sent (anything else goes back to the
+// queue), an inbound one publishes what it read. The end of a measurement.
+func (b *bridge) finish(res *Result) error {
+	res.PeakRSS = peakRSS(b.proc.pid())
+	return b.proc.stop(60 * time.Second)
+}
+
 // setSinks makes s the sink of the clients cs (nil: none).
 func setSinks(cs []*rawClient, s sink) {
 	for _, c := range cs {

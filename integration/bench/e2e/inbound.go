@@ -159,8 +159,7 @@ func (e *Env) inbound(o inRun, run, n, warm int) (res Result, err error) {
 	if o.raw {
 		rawErr = e.checkRawIn(&res, b.httpAddr, total) // its counters go with it
 	}
-	res.PeakRSS = peakRSS(b.proc.pid())
-	if err := b.proc.stop(60 * time.Second); err != nil {
+	if err := b.finish(&res); err != nil {
 		return res, err
 	}
 	if o.raw {

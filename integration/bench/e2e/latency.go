@@ -79,8 +79,7 @@ func (e *Env) latencyOut(o outRun, run int, d time.Duration, rate float64) (res 
 	res.Items = total // the window runs from the first publication
 	e.fill(&res, cpus, a, z)
 	res.setLatency(s.lat)
-	res.PeakRSS = peakRSS(b.proc.pid())
-	if err := b.proc.stop(60 * time.Second); err != nil {
+	if err := b.finish(&res); err != nil {
 		return res, err
 	}
 	err = e.checkOutbound(q, s, o.kind, run)
@@ -128,8 +127,7 @@ func (e *Env) latencyIn(o inRun, run int, d time.Duration, rate float64) (res Re
 	res.setLatency(c.lat)
 	res.Errors = s.errs.Load()
 	e.inboundMetrics(&res, b.httpAddr, o.kind, run)
-	res.PeakRSS = peakRSS(b.proc.pid())
-	if err := b.proc.stop(60 * time.Second); err != nil {
+	if err := b.finish(&res); err != nil {
 		return res, err
 	}
 	res.Dups = c.ids.dups.Load()

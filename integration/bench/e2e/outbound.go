@@ -170,11 +170,7 @@ func (e *Env) outbound(o outRun, run, n, warm int) (res Result, err error) {
 	perf.stop(e)
 	startS := s.fillResult(&res, acked)
 	e.fill(&res, cpus, startS, ackSample)
-	res.PeakRSS = peakRSS(b.proc.pid())
-
-	// Stop gracefully: anything not acknowledged would go back to the
-	// queue.
-	if err := b.proc.stop(60 * time.Second); err != nil {
+	if err := b.finish(&res); err != nil {
 		return res, err
 	}
 	err = e.checkOutbound(q, s, o.kind, run)
@@ -236,8 +232,7 @@ func (e *Env) outboundQuiet(o outRun, q queues, res Result, prefix string, n, wa
 	res.Items = n
 	e.fill(&res, cpus, a, z)
 	res.ProsodyInstr = counted / float64(n)
-	res.PeakRSS = peakRSS(b.proc.pid())
-	if err := b.proc.stop(60 * time.Second); err != nil {
+	if err := b.finish(&res); err != nil {
 		return res, err
 	}
 	return res, e.checkOutbound(q, s, o.kind, res.Run)
