@@ -76,6 +76,10 @@ type inbound struct {
 type eventPublisher interface {
 	PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (confirmation, error)
 	Blocked() bool
+	// Cork holds the publishes that follow until Uncork sends them
+	// together (queue.Publisher.Cork).
+	Cork()
+	Uncork()
 }
 
 // publisherEvents adapts queue.Publisher to eventPublisher.

@@ -67,6 +67,9 @@ type inLoop struct {
 	// not block: one context per batch, not one (and a timer) per event.
 	batchCtx    context.Context
 	batchCancel context.CancelFunc
+	// corked is the publisher the batch's publishes are held on, so that
+	// they leave in one write at its end; nil between batches.
+	corked eventPublisher
 }
 
 // run publishes buffered events until ctx is done, then closes the buffer
@@ -173,6 +176,11 @@ func (l *inLoop) publish(it *inItem, pub eventPublisher) {
 		in.refuse(it.sess, &it.ev, "blocked")
 		return
 	}
+	if l.corked != pub {
+		l.uncork()
+		pub.Cork()
+		l.corked = pub
+	}
 	l.buf = it.ev.AppendJSON(l.buf[:0])
 	c, err := pub.PublishNotify(ctx, it.key, amqp.Publishing{
 		ContentType:  "application/json",
@@ -223,11 +231,20 @@ func (l *inLoop) publishContext(it *inItem, pub eventPublisher) (ctx context.Con
 // noCancel is the cancel of a publish that shares the batch's context.
 var noCancel context.CancelFunc = func() {}
 
-// endBatch releases the batch's context.
+// endBatch sends the batch's publishes and releases its context.
 func (l *inLoop) endBatch() {
+	l.uncork()
 	if l.batchCancel != nil {
 		l.batchCancel()
 		l.batchCtx, l.batchCancel = nil, nil
+	}
+}
+
+// uncork sends what the batch's publisher holds.
+func (l *inLoop) uncork() {
+	if l.corked != nil {
+		l.corked.Uncork()
+		l.corked = nil
 	}
 }
 

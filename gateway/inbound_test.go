@@ -194,6 +194,8 @@ func (p *blockingPublisher) PublishNotify(context.Context, string, amqp.Publishi
 	return nil, queue.ErrBlocked
 }
 func (p *blockingPublisher) Blocked() bool { return p.blocked.Load() }
+func (p *blockingPublisher) Cork()         {}
+func (p *blockingPublisher) Uncork()       {}
 
 func TestInboundConfirmTimeout(t *testing.T) {
 	now := time.Now()
@@ -224,7 +226,10 @@ type fakeEvents struct {
 	mu        sync.Mutex
 	published []amqp.Publishing
 	confirms  []*fakeConfirm
-	auto      bool // confirm at once
+	auto      bool   // confirm at once
+	corked    int    // Cork calls not yet matched by Uncork
+	corks     int    // Cork calls
+	held      []bool // per publish: made while corked
 }
 
 func (f *fakeEvents) PublishNotify(ctx context.Context, key string, msg amqp.Publishing, mandatory bool, notify chan<- struct{}) (confirmation, error) {
@@ -235,6 +240,7 @@ func (f *fakeEvents) PublishNotify(ctx context.Context, key string, msg amqp.Pub
 	defer f.mu.Unlock()
 	msg.Body = append([]byte(nil), msg.Body...)
 	f.published = append(f.published, msg)
+	f.held = append(f.held, f.corked > 0)
 	c := &fakeConfirm{notify: notify}
 	f.confirms = append(f.confirms, c)
 	if f.auto {
@@ -244,6 +250,22 @@ func (f *fakeEvents) PublishNotify(ctx context.Context, key string, msg amqp.Pub
 }
 
 func (f *fakeEvents) Blocked() bool { return false }
+
+func (f *fakeEvents) Cork() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.corked++
+	f.corks++
+}
+
+func (f *fakeEvents) Uncork() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.corked == 0 {
+		panic("Uncork without Cork")
+	}
+	f.corked--
+}
 
 func (f *fakeEvents) count() int {
 	f.mu.Lock()
@@ -290,6 +312,36 @@ func TestInboundDrainPublishesBuffered(t *testing.T) {
 	g.in.offer(nil, &stanza.Event{Kind: "message", Text: "late"})
 	if len(g.in.ch) != 0 || testutil.ToFloat64(g.metrics.InboundRefused.WithLabelValues("shutdown")) != 1 {
 		t.Fatalf("a message after the drain was buffered (%d) or not refused", len(g.in.ch))
+	}
+}
+
+// The events of one batch are published corked, to leave in one write,
+// and every batch uncorks at its end.
+func TestInboundBatchCorked(t *testing.T) {
+	g := newTestGateway(t, "")
+	pub := &fakeEvents{auto: true}
+	usePublisher(g, func() eventPublisher { return pub })
+	const n = inBatch + 36
+	for i := range n {
+		g.in.offer(nil, &stanza.Event{Kind: "message", ID: fmt.Sprint(i), Text: "hi"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // drain what is buffered
+	if err := g.in.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.published) != n {
+		t.Fatalf("published %d of %d", len(pub.published), n)
+	}
+	for i, held := range pub.held {
+		if !held {
+			t.Fatalf("publish %d was not corked", i)
+		}
+	}
+	if pub.corks != 2 || pub.corked != 0 {
+		t.Fatalf("%d corks for %d events in batches of %d, %d left corked; want 2 and 0", pub.corks, n, inBatch, pub.corked)
 	}
 }
 

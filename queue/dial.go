@@ -31,6 +31,12 @@ const (
 // packets cannot use up the time of the nodes after it. Errors never
 // contain a password.
 func dial(ctx context.Context, list, name string) (*amqp.Connection, string, error) {
+	return dialWrapped(ctx, list, name, nil)
+}
+
+// dialWrapped is dial with the socket of the connection that answered
+// passed through wrap (nil: used as it is).
+func dialWrapped(ctx context.Context, list, name string, wrap func(net.Conn) net.Conn) (*amqp.Connection, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", fmt.Errorf("queue: dial %s: %w", redactURL(list), err)
 	}
@@ -42,7 +48,7 @@ func dial(ctx context.Context, list, name string) (*amqp.Connection, string, err
 	errs := make([]error, 0, len(urls))
 	for i, u := range urls {
 		actx, cancel := shareOf(ctx, len(urls)-i)
-		conn, err := dialOne(actx, u, name)
+		conn, err := dialOne(actx, u, name, wrap)
 		cancel()
 		if err == nil {
 			return conn, u, nil
@@ -68,8 +74,9 @@ func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, time.Until(d)/time.Duration(n))
 }
 
-// dialOne opens one AMQP connection to rawURL, which CheckURL accepted.
-func dialOne(ctx context.Context, rawURL, name string) (*amqp.Connection, error) {
+// dialOne opens one AMQP connection to rawURL, which CheckURL accepted,
+// over its socket passed through wrap (unless nil).
+func dialOne(ctx context.Context, rawURL, name string, wrap func(net.Conn) net.Conn) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	if name != "" {
 		props.SetClientConnectionName(name)
@@ -99,6 +106,9 @@ func dialOne(ctx context.Context, rawURL, name string) (*amqp.Connection, error)
 				return nil, err
 			}
 			stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+			if wrap != nil {
+				return wrap(c), nil
+			}
 			return c, nil
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,8 @@ const CloseTimeout = 5 * time.Second
 // goroutine that waits for run.
 type Publisher struct {
 	conn *amqp.Connection
-	url  string // the broker's URL that answered, redacted
+	sock *corkConn // conn's socket; nil when conn was dialed elsewhere (tests)
+	url  string    // the broker's URL that answered, redacted
 	ch   *amqp.Channel
 	log  *slog.Logger
 
@@ -90,7 +92,11 @@ func DialPublisher(ctx context.Context, url string, name string, logger *slog.Lo
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("component", "amqp", "role", "publisher")
-	conn, used, err := dial(ctx, url, name)
+	var sock *corkConn
+	conn, used, err := dialWrapped(ctx, url, name, func(c net.Conn) net.Conn {
+		sock = newCorkConn(c)
+		return sock
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +105,7 @@ func DialPublisher(ctx context.Context, url string, name string, logger *slog.Lo
 		conn.Close()
 		return nil, err
 	}
+	p.sock = sock
 	p.url = RedactURL(used)
 	log.Info("publisher connected", "url", p.url)
 	return p, nil
@@ -203,6 +210,10 @@ func (p *Publisher) waitUnblocked(ctx context.Context) error {
 	if unblocked == nil {
 		return nil
 	}
+	if p.sock != nil {
+		// What a cork holds must not wait for the block to lift.
+		_ = p.sock.Flush()
+	}
 	select {
 	case <-unblocked:
 		return nil
@@ -238,6 +249,26 @@ func (p *Publisher) DeadLetter(ctx context.Context, q string, d *amqp.Delivery, 
 		Body:            d.Body,
 	}
 	return p.PublishNotify(ctx, q, msg, true, notify)
+}
+
+// Cork holds the publishes that follow in memory (at most 64 KiB) until
+// the matching Uncork sends them with one write: a batch of publishes costs
+// one system call, and the broker one read, instead of one per message.
+// Every Cork must be matched by an Uncork, soon: confirms of held publishes
+// cannot come before it. A publish that has to wait for a blocked broker
+// sends what is held first. Calls nest; Close uncorks for good.
+func (p *Publisher) Cork() {
+	if p.sock != nil {
+		p.sock.Cork()
+	}
+}
+
+// Uncork matches a Cork; the last one sends what is held. A failed write
+// ends the connection (Done, Err), as amqp091's own failed writes do.
+func (p *Publisher) Uncork() {
+	if p.sock != nil {
+		_ = p.sock.Uncork()
+	}
 }
 
 // QueueDepth returns the number of ready messages and of consumers of queue

@@ -18,6 +18,7 @@ func (p *Publisher) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.R
 	defer p.wg.Done()
 	var cause error
 	closeConn := func() {
+		p.uncorkForGood()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -130,6 +131,7 @@ func (p *Publisher) Close() error {
 // ctx instead of CloseTimeout.
 func (p *Publisher) CloseContext(ctx context.Context) error {
 	p.closeOnce.Do(func() {
+		p.uncorkForGood() // the confirms awaited below may be held
 		p.mu.Lock()
 		p.closing = true
 		var last *Confirm
@@ -156,4 +158,12 @@ func (p *Publisher) CloseContext(ctx context.Context) error {
 		}
 	})
 	return p.closeErr
+}
+
+// uncorkForGood sends what a cork holds and ends corking: the connection's
+// close must not wait behind it.
+func (p *Publisher) uncorkForGood() {
+	if p.sock != nil {
+		p.sock.Release()
+	}
 }
