@@ -26,13 +26,7 @@ func BenchmarkPublishConfirm(b *testing.B) {
 				name = qt + "/corked"
 			}
 			b.Run(name, func(b *testing.B) {
-				a := newAdmin(b)
-				q := uniqueName(b, "test-queue-bench-")
-				var args amqp.Table
-				if qt == Quorum {
-					args = amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
-				}
-				a.declare(b, q, args)
+				_, q := benchQueue(b, qt)
 				p := dialPublisher(b)
 				ctx := testCtx(b)
 				body := make([]byte, 200)
@@ -70,6 +64,18 @@ func BenchmarkPublishConfirm(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchQueue declares a queue of type qt for a benchmark.
+func benchQueue(b *testing.B, qt string) (*admin, string) {
+	a := newAdmin(b)
+	q := uniqueName(b, "test-queue-bench-")
+	var args amqp.Table
+	if qt == Quorum {
+		args = amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+	}
+	a.declare(b, q, args)
+	return a, q
 }
 
 // cpuTime is this process's user and system CPU time so far.
@@ -160,13 +166,7 @@ func BenchmarkConsumeAck(b *testing.B) {
 func BenchmarkPublishBaseline(b *testing.B) {
 	for _, qt := range []string{Classic, Quorum} {
 		b.Run(qt, func(b *testing.B) {
-			a := newAdmin(b)
-			q := uniqueName(b, "test-queue-bench-")
-			var args amqp.Table
-			if qt == Quorum {
-				args = amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
-			}
-			a.declare(b, q, args)
+			a, q := benchQueue(b, qt)
 			body := make([]byte, 200)
 			dcs := make([]*amqp.DeferredConfirmation, 0, b.N)
 			b.ResetTimer()

@@ -121,11 +121,8 @@ func TestCorkConn(t *testing.T) {
 
 // Corked publishes leave in one write at Uncork and are confirmed as any.
 func TestPublishCorked(t *testing.T) {
-	q := uniqueName(t, "test-queue-")
-	newAdmin(t).declare(t, q, nil)
-	p := dialPublisher(t)
+	p, q, cs := publishCorked(t, 50)
 	ctx := testCtx(t)
-	cs := publishCorked(t, p, q, 50)
 	p.sock.mu.Lock()
 	held := len(p.sock.held)
 	p.sock.mu.Unlock()
@@ -145,10 +142,7 @@ func TestPublishCorked(t *testing.T) {
 
 // Close sends what a cork holds before it waits for the confirms.
 func TestPublisherCloseCorked(t *testing.T) {
-	q := uniqueName(t, "test-queue-")
-	newAdmin(t).declare(t, q, nil)
-	p := dialPublisher(t)
-	cs := publishCorked(t, p, q, 20)
+	p, _, cs := publishCorked(t, 20)
 	start := time.Now()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -165,10 +159,7 @@ func TestPublisherCloseCorked(t *testing.T) {
 
 // A publish that must wait for a blocked broker first sends what is held.
 func TestPublishBlockedFlushesCork(t *testing.T) {
-	q := uniqueName(t, "test-queue-")
-	newAdmin(t).declare(t, q, nil)
-	p := dialPublisher(t)
-	cs := publishCorked(t, p, q, 10)
+	p, q, cs := publishCorked(t, 10)
 	p.onBlocked(amqp.Blocking{Active: true, Reason: "low on memory"})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -184,8 +175,12 @@ func TestPublishBlockedFlushesCork(t *testing.T) {
 	p.Uncork()
 }
 
-func publishCorked(t *testing.T, p *Publisher, q string, n int) []*Confirm {
+// publishCorked declares a queue and publishes n messages to it corked.
+func publishCorked(t *testing.T, n int) (*Publisher, string, []*Confirm) {
 	t.Helper()
+	q := uniqueName(t, "test-queue-")
+	newAdmin(t).declare(t, q, nil)
+	p := dialPublisher(t)
 	p.Cork()
 	cs := make([]*Confirm, 0, n)
 	for range n {
@@ -195,5 +190,5 @@ func publishCorked(t *testing.T, p *Publisher, q string, n int) []*Confirm {
 		}
 		cs = append(cs, c)
 	}
-	return cs
+	return p, q, cs
 }
