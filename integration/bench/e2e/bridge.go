@@ -30,6 +30,22 @@ func (b *bridge) finish(res *Result) error {
 	return b.proc.stop(60 * time.Second)
 }
 
+// launch points clients at the run's sink s and starts a bridge on q. The
+// caller defers end, which stops the bridge (its error into *err unless
+// there is one already) and then detaches the sink.
+func launch(clients []*rawClient, s sink, start starter, q queues) (b *bridge, end func(err *error), err error) {
+	setSinks(clients, s)
+	b, err = start(q)
+	if err != nil {
+		setSinks(clients, nil)
+		return nil, nil, err
+	}
+	return b, func(err *error) {
+		b.stopAtEnd(err)
+		setSinks(clients, nil)
+	}, nil
+}
+
 // setSinks makes s the sink of the clients cs (nil: none).
 func setSinks(cs []*rawClient, s sink) {
 	for _, c := range cs {

@@ -120,13 +120,11 @@ func (e *Env) inbound(o inRun, run, n, warm int) (res Result, err error) {
 	total := n + warm
 	prefix := runPrefix(o.letter, run)
 	s := &errSink{}
-	setSinks(e.senders, s)
-	defer setSinks(e.senders, nil)
-	b, err := o.start(q)
+	b, end, err := launch(e.senders, s, o.start, q)
 	if err != nil {
 		return res, err
 	}
-	defer b.stopAtEnd(&err)
+	defer end(&err)
 	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
 		return res, err
 	}

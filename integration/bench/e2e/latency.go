@@ -47,13 +47,11 @@ func (e *Env) latencyOut(o outRun, run int, d time.Duration, rate float64) (res 
 	prefix := runPrefix(o.letter, run)
 	s := newOutSink(prefix, 0, total)
 	s.clock, s.pubAt, s.lat = e.clock, make([]atomic.Int64, total), make([]atomic.Int64, total)
-	setSinks(e.receivers, s)
-	defer setSinks(e.receivers, nil)
-	b, err := o.start(q)
+	b, end, err := launch(e.receivers, s, o.start, q)
 	if err != nil {
 		return res, err
 	}
-	defer b.stopAtEnd(&err)
+	defer end(&err)
 	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
 		return res, err
 	}
@@ -96,13 +94,11 @@ func (e *Env) latencyIn(o inRun, run int, d time.Duration, rate float64) (res Re
 	total := max(1, int(rate*d.Seconds()))
 	prefix := runPrefix(o.letter, run)
 	s := &errSink{}
-	setSinks(e.senders, s)
-	defer setSinks(e.senders, nil)
-	b, err := o.start(q)
+	b, end, err := launch(e.senders, s, o.start, q)
 	if err != nil {
 		return res, err
 	}
-	defer b.stopAtEnd(&err)
+	defer end(&err)
 	if err := waitReady(b.proc, b.httpAddr, 20*time.Second); err != nil {
 		return res, err
 	}

@@ -149,13 +149,11 @@ func (e *Env) outbound(o outRun, run, n, warm int) (res Result, err error) {
 	}
 
 	s := newOutSink(prefix, warm, total)
-	setSinks(e.receivers, s)
-	defer setSinks(e.receivers, nil)
-	b, err := o.start(q)
+	b, end, err := launch(e.receivers, s, o.start, q)
 	if err != nil {
 		return res, err
 	}
-	defer b.stopAtEnd(&err)
+	defer end(&err)
 	cpus := e.cpus(b.proc.pid())
 	s.cpus.Store(cpus)
 	perf := e.startPerf(o.kind, run, b.proc.pid())
@@ -190,13 +188,11 @@ func (e *Env) outboundQuiet(o outRun, q queues, res Result, prefix string, n, wa
 		}
 	}
 	s := newOutSink(prefix, warm, total)
-	setSinks(e.receivers, s)
-	defer setSinks(e.receivers, nil)
-	b, err := o.start(q)
+	b, end, err := launch(e.receivers, s, o.start, q)
 	if err != nil {
 		return res, err
 	}
-	defer b.stopAtEnd(&err)
+	defer end(&err)
 	if err := e.waitFor(s, s.started, b.proc); err != nil {
 		return res, err
 	}
