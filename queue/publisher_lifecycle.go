@@ -18,10 +18,11 @@ func (p *Publisher) run(confirms <-chan amqp.Confirmation, returns <-chan amqp.R
 	defer p.wg.Done()
 	var cause error
 	closeConn := func() {
-		p.uncorkForGood()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			// Not in run: a write stuck on the socket holds the cork.
+			p.uncorkForGood()
 			_ = p.conn.CloseDeadline(time.Now().Add(CloseTimeout))
 		}()
 	}
