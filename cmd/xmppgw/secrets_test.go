@@ -40,10 +40,13 @@ var secretVariants = []struct {
 	{name: "secret as a section", file: "xmpp:\n  domain: gw.example.org\n  secret:\n    TOKEN: 1\n"},
 }
 
-// base is what every variant adds to its file: a complete component config
-// that dials nothing that answers.
+// secretBase is what every variant adds to its file: a complete component
+// config that dials nothing that answers (port 1). Its amqp.url is set: the
+// default is the local broker, where after make run the out queue exists
+// and send would succeed.
 func secretBase(t *testing.T) string {
 	return "xmpp:\n  server: 127.0.0.1:1\n  domain: gw.example.org\n  secret: plain-base-secret\n" +
+		"amqp:\n  url: amqp://guest:guest@127.0.0.1:1/\n" +
 		"http:\n  listen: \"\"\npresence:\n  store: " + filepath.Join(t.TempDir(), "p.db") + "\n"
 }
 
