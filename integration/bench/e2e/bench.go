@@ -448,3 +448,24 @@ func outBody(dst []byte, i int, target string, enq string) []byte {
 	dst = append(dst, `"}`...)
 	return dst
 }
+
+// progress tells a polling wait when a count has stopped moving.
+type progress struct {
+	last  int64
+	at    time.Time
+	stall time.Duration
+}
+
+func newProgress(stall time.Duration) progress {
+	return progress{last: -1, at: time.Now(), stall: stall}
+}
+
+// stalled records the count got and reports whether it has not changed
+// for the stall period.
+func (p *progress) stalled(got int64) bool {
+	if got != p.last {
+		p.last, p.at = got, time.Now()
+		return false
+	}
+	return time.Since(p.at) > p.stall
+}

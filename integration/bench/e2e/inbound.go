@@ -235,7 +235,7 @@ type inQueueWaiter struct {
 // wait polls the queue until it holds want events (or want minus the
 // refused ones), failing when nothing moves for stall.
 func (w *inQueueWaiter) wait(want int) (int, error) {
-	last, lastAt := -1, time.Now()
+	pr := newProgress(w.stall)
 	for {
 		got, err := queueLen(w.ch, w.q)
 		if err != nil {
@@ -247,9 +247,7 @@ func (w *inQueueWaiter) wait(want int) (int, error) {
 		if w.proc.exited() {
 			return got, fmt.Errorf("%s exited; log:\n%s", w.proc.name, tail(w.proc.log, 4096))
 		}
-		if got != last {
-			last, lastAt = got, time.Now()
-		} else if time.Since(lastAt) > w.stall {
+		if pr.stalled(int64(got)) {
 			return got, fmt.Errorf("no progress for %s: %d of %d events in %s (%d refused)", w.stall, got, want, w.q, w.refused.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -264,7 +262,7 @@ type countWaiter struct {
 }
 
 func (w *countWaiter) wait(want int) (int, error) {
-	last, lastAt := -1, time.Now()
+	pr := newProgress(w.stall)
 	for {
 		m, err := scrape(w.httpAddr)
 		if err != nil {
@@ -277,9 +275,7 @@ func (w *countWaiter) wait(want int) (int, error) {
 		if w.proc.exited() {
 			return got, fmt.Errorf("%s exited; log:\n%s", w.proc.name, tail(w.proc.log, 4096))
 		}
-		if got != last {
-			last, lastAt = got, time.Now()
-		} else if time.Since(lastAt) > w.stall {
+		if pr.stalled(int64(got)) {
 			return got, fmt.Errorf("no progress for %s: %d of %d messages read", w.stall, got, want)
 		}
 		time.Sleep(5 * time.Millisecond)

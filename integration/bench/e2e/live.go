@@ -49,7 +49,7 @@ func (e *Env) consumeLive(q, prefix string, n int) (*liveConsumer, error) {
 // wait waits until want events were consumed or refused, failing when
 // nothing moves for stall or the bridge exits.
 func (c *liveConsumer) wait(want int, refused *atomic.Int64, p *process, stall time.Duration) error {
-	last, lastAt := int64(-1), time.Now()
+	pr := newProgress(stall)
 	for {
 		got := c.got.Load()
 		if got+refused.Load() >= int64(want) {
@@ -58,9 +58,7 @@ func (c *liveConsumer) wait(want int, refused *atomic.Int64, p *process, stall t
 		if p.exited() {
 			return fmt.Errorf("%s exited; log:\n%s", p.name, tail(p.log, 4096))
 		}
-		if got != last {
-			last, lastAt = got, time.Now()
-		} else if time.Since(lastAt) > stall {
+		if pr.stalled(got) {
 			return fmt.Errorf("no progress for %s: %d of %d events consumed (%d refused)", stall, got, want, refused.Load())
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -241,7 +241,7 @@ func (e *Env) waitArrived(s *outSink, p *process) error { return e.waitFor(s, s.
 // waitFor waits until done is closed (the warm-up or every item arrived),
 // failing when nothing moves for opt.Stall or the bridge exits.
 func (e *Env) waitFor(s *outSink, done <-chan struct{}, p *process) error {
-	last, lastAt := int64(-1), time.Now()
+	pr := newProgress(e.opt.Stall)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -251,9 +251,7 @@ func (e *Env) waitFor(s *outSink, done <-chan struct{}, p *process) error {
 		case <-p.done:
 			return fmt.Errorf("%s exited; log:\n%s", p.name, tail(p.log, 4096))
 		case <-tick.C:
-			if g := s.got.Load(); g != last {
-				last, lastAt = g, time.Now()
-			} else if time.Since(lastAt) > e.opt.Stall {
+			if g := s.got.Load(); pr.stalled(g) {
 				return e.lost(s, fmt.Sprintf("no progress for %s: %d of %d items received", e.opt.Stall, g, s.total))
 			}
 		}

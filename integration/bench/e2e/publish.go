@@ -146,7 +146,7 @@ func newConfirmer(ch *amqp.Channel, n int) (*confirmer, error) {
 
 // wait waits for every confirm, failing when none comes for stall.
 func (c *confirmer) wait(stall time.Duration) error {
-	last, lastAt := int64(-1), time.Now()
+	pr := newProgress(stall)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for done := false; !done; {
@@ -154,9 +154,7 @@ func (c *confirmer) wait(stall time.Duration) error {
 		case <-c.done:
 			done = true
 		case <-tick.C:
-			if got := c.acked.Load() + c.nacked.Load(); got != last {
-				last, lastAt = got, time.Now()
-			} else if time.Since(lastAt) > stall {
+			if got := c.acked.Load() + c.nacked.Load(); pr.stalled(got) {
 				return fmt.Errorf("publish: %d of %d confirms, none for %s", got, c.n, stall)
 			}
 		}
