@@ -24,7 +24,8 @@ const (
 // forwarding in one or both directions without closing anything, as a
 // dead network path or a hung peer would (the sender's writes fill the
 // socket buffers, then block; nothing is read, nothing is closed). Resume
-// forwards again what was held; Cut closes the connections (RST).
+// forwards again what was held; Cut closes the connections (RST) and drops
+// what they held.
 // Connections made after a Stall are forwarded normally: the stall hits the
 // links that existed when it began.
 type Proxy struct {
@@ -38,8 +39,9 @@ type Proxy struct {
 	accepted int
 	closed   bool
 	taps     map[Direction]func([]byte)
-	stallNew Direction // StallAll: connections accepted from now on start stalled
-	down     bool      // SetDown: new connections are closed at once
+	written  map[Direction]int // chunks handed to a write, per direction
+	stallNew Direction         // StallAll: connections accepted from now on start stalled
+	down     bool              // SetDown: new connections are closed at once
 	wg       sync.WaitGroup
 }
 
@@ -47,6 +49,7 @@ type Proxy struct {
 type link struct {
 	client, server net.Conn
 	stalled        Direction // guarded by Proxy.mu
+	cut            bool      // guarded by Proxy.mu: Cut; nothing more is forwarded
 }
 
 // StartProxy listens on a free loopback port and forwards every connection
@@ -67,7 +70,7 @@ func NewProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, written: map[Direction]int{}}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
@@ -119,10 +122,10 @@ func (p *Proxy) pump(l *link, dir Direction, src, dst net.Conn) {
 	wait := func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for l.stalled&dir != 0 && !p.closed {
+		for l.stalled&dir != 0 && !p.closed && !l.cut {
 			p.cond.Wait()
 		}
-		return !p.closed
+		return !p.closed && !l.cut
 	}
 	for {
 		if !wait() {
@@ -139,6 +142,9 @@ func (p *Proxy) pump(l *link, dir Direction, src, dst net.Conn) {
 			if !wait() {
 				return
 			}
+			p.mu.Lock()
+			p.written[dir]++
+			p.mu.Unlock()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				src.Close()
 				return
@@ -216,7 +222,9 @@ func (p *Proxy) Cut() {
 	links := p.links
 	p.links = nil
 	for _, l := range links {
-		l.stalled = 0
+		// Not unstalled: what a stalled link holds must never reach
+		// the other side, not even in the instant before the close.
+		l.cut = true
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
@@ -228,6 +236,14 @@ func (p *Proxy) Cut() {
 			c.Close()
 		}
 	}
+}
+
+// Written is how many chunks were passed on in dir (Up or Down): each
+// chunk read is one write, unless a stall holds it and a cut drops it.
+func (p *Proxy) Written(dir Direction) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.written[dir]
 }
 
 // Accepted is the number of connections accepted so far.
