@@ -17,7 +17,8 @@ func TestHotStandby(t *testing.T) {
 	q := newQueues(t)
 	primary := startGateway(t, gatewayConfig(t, p, q))
 	standby := startGatewayNoWait(t, gatewayConfig(t, p, q))
-	time.Sleep(2 * time.Second)
+	// The server refused it (component conflict): it says it stands by.
+	waitFor(t, 30*time.Second, "the standby standing by", func() bool { return metricValue(t, standby, "xmppgw_standby") == 1 })
 	if standby.Ready() {
 		t.Fatal("the standby is ready while the primary holds the component")
 	}

@@ -162,7 +162,11 @@ func TestStatusPageInChromium(t *testing.T) {
 	waitFor(t, 30*time.Second, "second items sent", func() bool {
 		return metricValue(t, gw, `xmppgw_outbound_items_total{result="sent"}`) == 2*n
 	})
-	time.Sleep(1500 * time.Millisecond) // the history has a sample after the traffic
+	sentAt := time.Now().UnixMilli()
+	waitFor(t, 30*time.Second, "a history sample after the traffic", func() bool {
+		h := history(t, gw)
+		return len(h) > 0 && h[len(h)-1] > sentAt
+	})
 	after := dumpDOM(t, url, 2*time.Second)
 	if got := <-received; got != 2*n {
 		t.Errorf("alice received %d messages, want %d", got, 2*n)
@@ -205,6 +209,13 @@ func TestStatusPageInChromium(t *testing.T) {
 // historyLen is the number of samples /api/status holds.
 func historyLen(t *testing.T, gw *runningGateway) int {
 	t.Helper()
+	return len(history(t, gw))
+}
+
+// history is the times of the samples /api/status holds (Unix
+// milliseconds, oldest first).
+func history(t *testing.T, gw *runningGateway) []int64 {
+	t.Helper()
 	code, body := gw.get(t, "/api/status")
 	var doc struct {
 		History struct {
@@ -214,7 +225,7 @@ func historyLen(t *testing.T, gw *runningGateway) int {
 	if err := json.Unmarshal([]byte(body), &doc); code != 200 || err != nil {
 		t.Fatalf("/api/status: %d %v", code, err)
 	}
-	return len(doc.History.T)
+	return doc.History.T
 }
 
 // checkScreenshot fails unless b is a w×h PNG with many colours (text,
