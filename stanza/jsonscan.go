@@ -202,34 +202,15 @@ func (s *scanner) number() bool {
 }
 
 func (s *scanner) array() bool {
-	s.depth++
-	if s.depth > maxJSONDepth {
-		return s.fail("nested too deeply")
-	}
-	s.i++ // [
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
-		s.depth--
-		return true
+	if empty, ok := s.open(']'); !ok || empty {
+		return ok
 	}
 	for {
 		if !s.value() {
 			return false
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return s.fail("unexpected end of input")
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return s.fail("expected , or ]")
+		if more, ok := s.next(']', "expected , or ]"); !more {
+			return ok
 		}
 	}
 }
@@ -238,16 +219,8 @@ func (s *scanner) array() bool {
 // member with the raw key (and whether it has escapes) before its value is
 // scanned; member scans the value itself and returns false to stop.
 func (s *scanner) object(member func(key []byte, esc bool) bool) bool {
-	s.depth++
-	if s.depth > maxJSONDepth {
-		return s.fail("nested too deeply")
-	}
-	s.i++ // {
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		s.depth--
-		return true
+	if empty, ok := s.open('}'); !ok || empty {
+		return ok
 	}
 	for {
 		s.ws()
@@ -270,21 +243,48 @@ func (s *scanner) object(member func(key []byte, esc bool) bool) bool {
 		} else if !s.value() {
 			return false
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return s.fail("unexpected end of input")
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return s.fail("expected , or }")
+		if more, ok := s.next('}', "expected , or }"); !more {
+			return ok
 		}
 	}
+}
+
+// open enters an array or an object at its opening byte, one level deeper;
+// empty reports that it closed at once (with close), ok is false when it is
+// nested too deeply.
+func (s *scanner) open(close byte) (empty, ok bool) {
+	s.depth++
+	if s.depth > maxJSONDepth {
+		return false, s.fail("nested too deeply")
+	}
+	s.i++ // [ or {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == close {
+		s.i++
+		s.depth--
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows an element or a member: a comma (more follows)
+// or close (the container ends, one level up); anything else fails with
+// msg.
+func (s *scanner) next(close byte, msg string) (more, ok bool) {
+	s.ws()
+	if s.i >= len(s.b) {
+		return false, s.fail("unexpected end of input")
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return true, true
+	case close:
+		s.i++
+		s.depth--
+		return false, true
+	}
+	return false, s.fail(msg)
 }
 
 // nextJSONRune decodes the next character of a scanned (syntactically valid)
