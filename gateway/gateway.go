@@ -87,6 +87,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		stopped: make(chan struct{}),
 	}
 	g.cfg.Store(cfg)
+	g.seedSeries(cfg)
 	g.sess.init()
 	g.publisher.init()
 	g.in = newInbound(g)
@@ -322,4 +323,16 @@ func (g *Gateway) newPresence(cfg *Config) (*presence.Service, error) {
 		},
 		Settings: func() config.PresenceConfig { return g.cfg.Load().Presence },
 	})
+}
+
+// seedSeries creates at 0 the series whose label values cfg decides, so
+// that every series exists from the first scrape.
+func (g *Gateway) seedSeries(cfg *Config) {
+	routes := []string{routeDefault}
+	if cfg.XMPP.Mode == stanza.ModeComponent { // (routes apply to the component only)
+		for local := range cfg.Inbound.Routes {
+			routes = append(routes, local)
+		}
+	}
+	g.metrics.SeedConfigured(routes, cfg.Topology().Queues())
 }

@@ -280,7 +280,7 @@ func (g *Gateway) pollDepth(ctx context.Context) {
 		if p := g.publisher.get(); p != nil {
 			for _, q := range g.cfg.Load().Topology().Queues() {
 				if n, _, err := p.QueueDepth(q); err == nil {
-					g.metrics.QueueDepth.WithLabelValues(q).Set(float64(n))
+					g.metrics.SetQueueDepth(q, float64(n))
 				}
 			}
 		}

@@ -14,6 +14,7 @@ func (g *Gateway) Reload(next *Config) {
 	cur := g.cfg.Load()
 	merged, applied, restart := config.Merge(cur, next)
 	g.cfg.Store(merged)
+	g.seedSeries(merged)
 	if g.deps.LogLevel != nil {
 		g.deps.LogLevel.Set(config.ParseLevel(merged.Log.Level))
 	}

@@ -105,11 +105,13 @@ func (s *snapshot) read(m *metrics.Metrics, outQueue string) {
 		}
 	})
 	s.depth = math.NaN()
-	eachMetric(m.QueueDepth, &d, func(d *dto.Metric) {
-		if label(d, "queue") == outQueue {
-			s.depth = d.GetGauge().GetValue()
-		}
-	})
+	if m.QueueDepthPolled(outQueue) {
+		eachMetric(m.QueueDepth, &d, func(d *dto.Metric) {
+			if label(d, "queue") == outQueue {
+				s.depth = d.GetGauge().GetValue()
+			}
+		})
+	}
 	s.inFlight = gaugeValue(m.OutboundInFlight, &d)
 	s.buffered = gaugeValue(m.InboundBuffer, &d)
 	s.blocked = gaugeValue(m.Blocked, &d) > 0

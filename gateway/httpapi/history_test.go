@@ -72,12 +72,14 @@ func TestHistoryRates(t *testing.T) {
 func TestHistoryGauges(t *testing.T) {
 	r := newRecorder(t, 10)
 	m := r.m
+	// The series exists at 0 from the start; not polled yet, it is unknown.
+	m.SeedConfigured(nil, []string{"out"})
 	s := r.step(time.Second)
 	if !math.IsNaN(s.depth) || s.xmpp || s.amqp || s.blocked {
 		t.Fatalf("fresh: depth %v xmpp %v amqp %v blocked %v, want NaN and all down", s.depth, s.xmpp, s.amqp, s.blocked)
 	}
-	m.QueueDepth.WithLabelValues("other").Set(7)
-	m.QueueDepth.WithLabelValues("out").Set(1234)
+	m.SetQueueDepth("other", 7)
+	m.SetQueueDepth("out", 1234)
 	m.OutboundInFlight.Set(55)
 	m.InboundBuffer.Set(3)
 	m.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
@@ -162,7 +164,7 @@ func BenchmarkHistorySample(b *testing.B) {
 	m := metrics.New(prometheus.NewRegistry())
 	m.InboundEvents.WithLabelValues("message", "in").Inc()
 	m.Bounces.WithLabelValues("item-not-found").Inc()
-	m.QueueDepth.WithLabelValues("out").Set(3)
+	m.SetQueueDepth("out", 3)
 	h := newHistory(historyLen, time.Now())
 	var s snapshot
 	s.read(m, "out")

@@ -40,7 +40,7 @@ func fillHistory(t *testing.T, g *Server, n int) *history {
 	h.baseline(start, &s)
 	m.Connected.WithLabelValues(metrics.LinkXMPP).Set(1)
 	m.Connected.WithLabelValues(metrics.LinkAMQP).Set(1)
-	m.QueueDepth.WithLabelValues(g.opt.Config().AMQP.OutQueue).Set(250)
+	m.SetQueueDepth(g.opt.Config().AMQP.OutQueue, 250)
 	for i := 1; i <= n; i++ {
 		m.OutboundItems.WithLabelValues(metrics.ResultSent).Add(40)
 		m.InboundEvents.WithLabelValues("message", "xmpp-in").Add(2)

@@ -4,6 +4,9 @@
 package metrics
 
 import (
+	"slices"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -17,7 +20,7 @@ type Metrics struct {
 	Bounces          *prometheus.CounterVec // condition
 	InboundEvents    *prometheus.CounterVec // kind, route
 	InboundRefused   *prometheus.CounterVec // reason: buffer_full, broker_down, returned, nacked, closed
-	QueueDepth       *prometheus.GaugeVec   // queue
+	QueueDepth       *prometheus.GaugeVec   // queue: set through SetQueueDepth
 	Lag              prometheus.Histogram   // seconds
 	Barrier          prometheus.Histogram   // seconds
 	Connected        *prometheus.GaugeVec   // link: xmpp, amqp
@@ -40,6 +43,8 @@ type Metrics struct {
 	PresenceDropped     prometheus.Counter     // presence work dropped: the worker was behind
 	PresenceSubscribers prometheus.Gauge       // subscribers in the store
 	PresenceLimited     *prometheus.CounterVec // limit: PresenceLimitLabels
+
+	depthPolled sync.Map // queue names whose depth was polled at least once
 }
 
 // LagBuckets span 1 ms to ~5 min: lag is small when the gateway keeps up and
@@ -185,7 +190,43 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, l := range DeadLetterReasons {
 		m.DeadLetters.WithLabelValues(l)
 	}
+	for _, l := range ConditionLabels {
+		m.Bounces.WithLabelValues(l)
+	}
+	for _, l := range PresenceTypeLabels {
+		m.Presence.WithLabelValues(l)
+	}
 	return m
+}
+
+// SetQueueDepth records a polled depth of queue q.
+func (m *Metrics) SetQueueDepth(q string, n float64) {
+	m.QueueDepth.WithLabelValues(q).Set(n)
+	m.depthPolled.Store(q, struct{}{})
+}
+
+// QueueDepthPolled reports whether the depth of q was polled since the
+// start: before that its series reads 0 (it exists from the first scrape),
+// which does not mean empty.
+func (m *Metrics) QueueDepthPolled(q string) bool {
+	_, ok := m.depthPolled.Load(q)
+	return ok
+}
+
+// SeedConfigured creates at 0 the series whose label values come from the
+// configuration: events per kind and route (routes are inbound route
+// localparts, "default" included) and the depth of every queue (0 until
+// the first poll, as the contract allows). A reload calls it again for new
+// routes and queues; series of removed ones stay.
+func (m *Metrics) SeedConfigured(routes, queues []string) {
+	for _, r := range routes {
+		for _, k := range EventKinds {
+			m.InboundEvents.WithLabelValues(k, r)
+		}
+	}
+	for _, q := range queues {
+		m.QueueDepth.WithLabelValues(q)
+	}
 }
 
 // Label values.
@@ -214,6 +255,20 @@ var DeadLetterReasons = []string{"invalid_json", "invalid_utf8", "invalid_xml_ch
 // ReceiptStatusLabels are the values of the status label of Receipts.
 var ReceiptStatusLabels = []string{"received", "displayed", "acknowledged"}
 
+// EventKinds are the values of the kind label of InboundEvents.
+var EventKinds = []string{"message", "error", "presence", "subscription", "receipt"}
+
+// ConditionLabels are the values ConditionLabel returns.
+var ConditionLabels = []string{"bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
+	"internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
+	"not-allowed", "not-authorized", "policy-violation", "recipient-unavailable",
+	"redirect", "registration-required", "remote-server-not-found",
+	"remote-server-timeout", "resource-constraint", "service-unavailable",
+	"subscription-required", "undefined-condition", "unexpected-request", "other"}
+
+// PresenceTypeLabels are the values PresenceTypeLabel returns.
+var PresenceTypeLabels = []string{"available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error", "other"}
+
 // PresenceLimitLabels are the values of the limit label of PresenceLimited.
 var PresenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
 	"subscriptions_per_contact", "subscriptions_per_domain", "subscriptions_total", "subscriptions_jid_length", "subscribe_rate"}
@@ -221,13 +276,7 @@ var PresenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
 // ConditionLabel keeps the Bounces label set bounded to the RFC 6120
 // conditions (anything else is "other").
 func ConditionLabel(c string) string {
-	switch c {
-	case "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
-		"internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
-		"not-allowed", "not-authorized", "policy-violation", "recipient-unavailable",
-		"redirect", "registration-required", "remote-server-not-found",
-		"remote-server-timeout", "resource-constraint", "service-unavailable",
-		"subscription-required", "undefined-condition", "unexpected-request":
+	if c != "other" && slices.Contains(ConditionLabels, c) {
 		return c
 	}
 	return "other"
@@ -236,10 +285,10 @@ func ConditionLabel(c string) string {
 // PresenceTypeLabel is the type label of Presence: a presence stanza's
 // type ("" is available), or "other".
 func PresenceTypeLabel(t string) string {
-	switch t {
-	case "":
+	if t == "" {
 		return "available"
-	case "available", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
+	}
+	if t != "other" && slices.Contains(PresenceTypeLabels, t) {
 		return t
 	}
 	return "other"

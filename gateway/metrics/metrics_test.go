@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +22,8 @@ func TestSeriesFromTheStart(t *testing.T) {
 		"xmppgw_receipts_total":              len(ReceiptStatusLabels),
 		"xmppgw_outbound_items_total":        3,
 		"xmppgw_connected":                   2,
+		"xmppgw_outbound_bounces_total":      len(ConditionLabels),
+		"xmppgw_presence_stanzas_total":      len(PresenceTypeLabels),
 	} {
 		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != want {
 			t.Errorf("%s: %d series (%v), want %d", name, n, err, want)
@@ -40,6 +43,22 @@ func TestSeriesFromTheStart(t *testing.T) {
 					t.Errorf("%s has a JID-like label value %q", mf.GetName(), l.GetValue())
 				}
 			}
+		}
+	}
+}
+
+// TestLabelFunctionsStayInTheirLists: ConditionLabel and PresenceTypeLabel
+// return only values of the lists the series are created from.
+func TestLabelFunctionsStayInTheirLists(t *testing.T) {
+	for _, c := range append(slices.Clone(ConditionLabels), "", "other", "made-up", "Item-Not-Found") {
+		if l := ConditionLabel(c); !slices.Contains(ConditionLabels, l) || (l != c && l != "other") {
+			t.Errorf("ConditionLabel(%q) = %q", c, l)
+		}
+	}
+	for _, p := range append(slices.Clone(PresenceTypeLabels), "", "other", "chat", "Probe") {
+		l := PresenceTypeLabel(p)
+		if !slices.Contains(PresenceTypeLabels, l) || (l != p && l != "other" && !(p == "" && l == "available")) {
+			t.Errorf("PresenceTypeLabel(%q) = %q", p, l)
 		}
 	}
 }
