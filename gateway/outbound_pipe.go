@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -257,7 +259,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	}
 	var info stanza.Info
 	n0 := len(o.buf)
-	o.buf, info, err = p.enc.Append(o.buf, d.Body, meta)
+	o.buf, info, err = p.encode(o.buf, d.Body, meta)
 	if err == nil && info.Groupchat {
 		o.buf = o.buf[:n0] // written again if the room takes it now
 		v, why, gerr := p.roomGate(d, info.To)
@@ -273,7 +275,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 			p.park(d, key, info.To)
 			return nil
 		default:
-			o.buf, info, err = p.enc.Append(o.buf, d.Body, meta)
+			o.buf, info, err = p.encode(o.buf, d.Body, meta)
 		}
 	}
 	if err != nil {
@@ -303,6 +305,30 @@ func (p *pipe) take(d *amqp.Delivery) error {
 		o.suspect = key
 	}
 	return nil
+}
+
+// encodeItem is stanza.Encoder.Append (a variable for tests).
+var encodeItem = (*stanza.Encoder).Append
+
+// encode appends the stanza of one item to dst. A panic while encoding (a
+// bug that some input reaches; none is known, the encoder is fuzzed) would
+// kill the process on every delivery of that item, and on a classic queue
+// the count of deliveries lives in memory: it would crash the gateway
+// forever. Here it sets the item aside at once instead, as the poison it
+// is (reason delivery_limit), and logs the stack for a bug report. dst
+// comes back as it was.
+func (p *pipe) encode(dst, body []byte, meta stanza.Meta) (out []byte, info stanza.Info, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.o.log.Error("encoding an item panicked: it is set aside; please report this with the item", "panic", r, "stack", string(debug.Stack()))
+			what := fmt.Sprint(r)
+			if len(what) > 200 { // (a header, not a report)
+				what = strings.ToValidUTF8(what[:200], "") + "…"
+			}
+			out, info, err = dst, stanza.Info{}, fmt.Errorf("%s: the gateway failed on this item (panic: %s)", reasonDeliveryLimit, what)
+		}
+	}()
+	return encodeItem(p.enc, dst, body, meta)
 }
 
 // itemLimitError says why a redelivered item is set aside.

@@ -1,9 +1,14 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"xmppgw/gateway/internal/testkit"
+	"xmppgw/stanza"
 )
 
 // FuzzDeliveryHeaders: whatever a publisher or the broker puts in the
@@ -52,4 +57,42 @@ func FuzzDeliveryHeaders(f *testing.F) {
 			t.Fatalf("tally went %d then %d", a, b)
 		}
 	})
+}
+
+// An item whose encoding panics (a bug some input would reach) does not
+// take the process down, which on a classic queue would repeat forever
+// (the gateway's delivery count lives in memory): it is set aside at once
+// as a poison item, reason delivery_limit, and the items around it go out.
+func TestPumpPanickingItemIsSetAside(t *testing.T) {
+	real := encodeItem
+	t.Cleanup(func() { encodeItem = real }) // after the pump's own cleanup
+	encodeItem = func(e *stanza.Encoder, dst, body []byte, m stanza.Meta) ([]byte, stanza.Info, error) {
+		if strings.Contains(string(body), "boom") {
+			dst = append(dst, "<half a stanza"...) // what it wrote must not stay
+			panic(strings.Repeat("index out of range ", 50))
+		}
+		return real(e, dst, body, m)
+	}
+	h := startPump(t, 1000)
+	stop := make(chan struct{})
+	defer close(stop)
+	h.answerBarriers(stop)
+	h.deliver(item(1))
+	h.deliver(`{"target":"alice@example.org","text":"boom"}`)
+	h.deliver(item(3))
+	testkit.Eventually(t, "dead letter", func() bool { return len(h.dl.list()) == 1 })
+	dl := h.dl.list()[0]
+	if dl.tag != 2 || !strings.HasPrefix(dl.reason, "delivery_limit: the gateway failed on this item (panic: index out of range") || len(dl.reason) > 300 {
+		t.Fatalf("dead letter %d, reason %q (%d bytes)", dl.tag, dl.reason, len(dl.reason))
+	}
+	dl.c.resolve(nil)
+	testkit.Eventually(t, "all acked", func() bool { return h.lastAck() == 3 })
+	w, _ := h.s.sent()
+	all := strings.Join(w, "")
+	if strings.Count(all, "<message") != 2 || strings.Contains(all, "<half") || !strings.Contains(all, "item 3") {
+		t.Fatalf("written: %s", all)
+	}
+	if v := testutil.ToFloat64(h.g.metrics.DeadLetters.WithLabelValues("delivery_limit")); v != 1 {
+		t.Fatalf("dead letters delivery_limit = %v", v)
+	}
 }
