@@ -147,17 +147,39 @@ func TestInboundRoutesSplitSites(t *testing.T) {
 	})
 
 	// A route whose queue disappears: the event is returned as unroutable,
-	// counted, and the sender is told.
+	// counted, and the sender is told. The message asked for a receipt:
+	// refused, it gets its error and never a receipt.
 	harness.DeleteQueues(t, shop)
-	if err := alice.Send(ctx, "shop@"+p.ComponentDomain, "into the void"); err != nil {
+	withReceipt := func(to, id, text string) string {
+		return fmt.Sprintf(`<message to='%s@%s' type='chat' id='%s'><body>%s</body><request xmlns='urn:xmpp:receipts'/></message>`, to, p.ComponentDomain, id, text)
+	}
+	if err := alice.SendRaw(ctx, withReceipt("shop", "void-1", "into the void")); err != nil {
 		t.Fatal(err)
 	}
 	m := recv(t, alice, 10*time.Second)
-	if m.Type != "error" || !strings.Contains(m.Raw, "resource-constraint") {
+	if m.Type != "error" || m.ID != "void-1" || !strings.Contains(m.Raw, "resource-constraint") {
 		t.Fatalf("want a wait error for the unroutable event, got %s", m.Raw)
 	}
 	if v := metricValue(t, gw, `xmppgw_inbound_refused_total{reason="returned"}`); v != 1 {
 		t.Fatalf("refused{returned} = %v", v)
+	}
+	// A kept message behind it: its receipt comes after any the refused one
+	// could have had (receipts follow confirms, in order).
+	if err := alice.SendRaw(ctx, withReceipt("support", "kept-1", "kept")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := recv(t, alice, 10*time.Second)
+		a, isReceipt := childAttrs(t, m.Raw, "urn:xmpp:receipts", "received")
+		if !isReceipt {
+			t.Fatalf("want the receipt for kept-1, got %s", m.Raw)
+		}
+		if a["id"] == "void-1" {
+			t.Fatalf("the refused message got a receipt: %s", m.Raw)
+		}
+		if a["id"] == "kept-1" {
+			break
+		}
 	}
 }
 
