@@ -108,6 +108,15 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	if g.pres, err = g.newPresence(cfg); err != nil {
 		return nil, err
 	}
+	// Beside the presence store, whose lock makes it this gateway's own
+	// (client mode opens no store: no ledger either).
+	lpath := ""
+	if cfg.XMPP.Mode == stanza.ModeComponent {
+		lpath = ledgerPath(cfg.Presence.Store, config.IsStoreURL(cfg.Presence.Store))
+	}
+	if g.out.ledger, err = openLedger(lpath, g.log); err != nil {
+		g.log.Warn("no redelivery ledger: an item that crashes the process will not be bounded across restarts on a classic queue", "file", lpath, "err", err)
+	}
 	g.http = httpapi.New(httpapi.Options{
 		Registry: g.reg,
 		Metrics:  g.metrics,
@@ -128,6 +137,7 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			g.pres.Close()
+			g.out.ledger.close()
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
 		g.httpLn = ln
@@ -183,6 +193,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}()
 	defer g.pres.Close()
+	defer g.out.ledger.close()
 
 	// Each actor gets its own context so that the stop runs in order:
 	// outbound drains first, then presence says goodbye, then the inbound

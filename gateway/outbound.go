@@ -78,6 +78,7 @@ type outbound struct {
 	barrierDelay time.Duration // see the constant
 
 	redelivered *redeliveries // redelivered items not yet acked
+	ledger      *ledger       // the suspect's count across restarts; nil without a file store
 	// suspect is the redelivered item written alone and not yet confirmed
 	// (0 if none): the one to blame if the server ends the stream now.
 	suspect uint64

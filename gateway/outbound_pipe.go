@@ -232,7 +232,10 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	if redelivered(d) {
 		key = o.redelivered.key(d)
 		redo = o.redelivered.delivered(key, d)
+		// Delivered before a crash of the process: the count goes on.
+		redo.deliveries = max(redo.deliveries, o.ledger.deliveries(key)+1)
 		if redo.deliveries >= o.g.cfg.Load().AMQP.DeliveryLimit || redo.blames >= blameLimit {
+			o.ledger.clear(key)
 			p.deadLetter(d, key, itemLimitError(redo))
 			return nil
 		}
@@ -303,6 +306,7 @@ func (p *pipe) take(d *amqp.Delivery) error {
 		}
 		p.isolate = true
 		o.suspect = key
+		o.ledger.record(key, redo.deliveries)
 	}
 	return nil
 }
@@ -403,6 +407,9 @@ func (p *pipe) confirm() (err error) {
 			}
 		}
 		o.redelivered.forget(b.keys)
+		for _, k := range b.keys {
+			o.ledger.clear(k)
+		}
 		o.recycle(b)
 	}
 	o.pending = append(o.pending[:0], o.pending[n:]...)

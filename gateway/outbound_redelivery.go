@@ -1,7 +1,9 @@
 package gateway
 
 import (
-	"hash/maphash"
+	"crypto/sha256"
+	"encoding/binary"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -38,28 +40,29 @@ type tally struct {
 // Only redelivered items are tracked, so it stays small; it is bounded all
 // the same (at the bound it starts over, which only delays a verdict).
 type redeliveries struct {
-	m    map[uint64]*tally
-	max  int
-	seed maphash.Seed
+	m   map[uint64]*tally
+	max int
 }
 
 func newRedeliveries(max int) *redeliveries {
-	return &redeliveries{m: make(map[uint64]*tally), max: max, seed: maphash.MakeSeed()}
+	return &redeliveries{m: make(map[uint64]*tally), max: max}
 }
 
-// key identifies an item across deliveries: its body and the properties a
-// publisher sets (delivery tags change with every delivery).
+// key identifies an item across deliveries and across restarts of the
+// process (the ledger keeps it): its body and the properties a publisher
+// sets (delivery tags change with every delivery), hashed with SHA-256, of
+// which 64 bits are kept. Never 0, which means "not redelivered". Only
+// redelivered items are hashed.
 func (r *redeliveries) key(d *amqp.Delivery) uint64 {
-	var h maphash.Hash
-	h.SetSeed(r.seed)
-	_, _ = h.WriteString(d.MessageId)
-	_ = h.WriteByte(0)
-	_, _ = h.WriteString(d.CorrelationId)
-	_ = h.WriteByte(0)
-	_, _ = h.WriteString(d.Timestamp.String())
-	_ = h.WriteByte(0)
-	_, _ = h.Write(d.Body)
-	return h.Sum64()
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range []string{d.MessageId, d.CorrelationId, d.Timestamp.UTC().Format(time.RFC3339Nano)} {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s))) // unambiguous framing
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	h.Write(d.Body)
+	return max(1, binary.LittleEndian.Uint64(h.Sum(nil)[:8]))
 }
 
 // redelivered reports whether d was delivered before, to this gateway or

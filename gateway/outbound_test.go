@@ -223,6 +223,12 @@ func startPumpWith(t *testing.T, prefetch int, delay time.Duration) *pumpHarness
 	t.Helper()
 	g := testGateway(t, quietConfig(t)+fmt.Sprintf("amqp:\n  prefetch: %d\n", prefetch), Deps{})
 	g.out.barrierDelay = delay
+	return startPumpOn(t, g)
+}
+
+// startPumpOn starts the pump of g.
+func startPumpOn(t *testing.T, g *Gateway) *pumpHarness {
+	t.Helper()
 	cfg := g.Config()
 	h := &pumpHarness{t: t, g: g, s: newFakeStream(), c: newFakeConsumer(), dl: &fakeDL{done: make(chan struct{})}, errc: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())

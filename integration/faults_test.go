@@ -651,6 +651,10 @@ http:
 			yaml = strings.Replace(yaml, "presence:\n", "presence:\n  lease_ttl: "+v+"\n", 1)
 		case "server": // xmpp.server
 			yaml = strings.Replace(yaml, "  server: "+p.ComponentAddr, "  server: "+v, 1)
+		case "keepalive": // xmpp.keepalive
+			yaml = strings.Replace(yaml, "  keepalive: 5s\n", "  keepalive: "+v+"\n", 1)
+		case "limit": // amqp.delivery_limit
+			yaml = strings.Replace(yaml, "amqp:\n", "amqp:\n  delivery_limit: "+v+"\n", 1)
 		}
 	}
 	if err := os.WriteFile(gp.cfg, []byte(yaml), 0o600); err != nil {

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -40,9 +41,12 @@ type Proxy struct {
 	closed   bool
 	taps     map[Direction]func([]byte)
 	written  map[Direction]int // chunks handed to a write, per direction
-	stallNew Direction         // StallAll: connections accepted from now on start stalled
-	down     bool              // SetDown: new connections are closed at once
-	wg       sync.WaitGroup
+	// stallAfter: a link stalls in a direction right after it passed on a
+	// chunk holding this marker (StallAfter).
+	stallAfter map[Direction][]byte
+	stallNew   Direction // StallAll: connections accepted from now on start stalled
+	down       bool      // SetDown: new connections are closed at once
+	wg         sync.WaitGroup
 }
 
 // link is one proxied connection.
@@ -149,6 +153,11 @@ func (p *Proxy) pump(l *link, dir Direction, src, dst net.Conn) {
 				src.Close()
 				return
 			}
+			p.mu.Lock()
+			if m := p.stallAfter[dir]; m != nil && bytes.Contains(buf[:n], m) {
+				l.stalled |= dir
+			}
+			p.mu.Unlock()
 		}
 		if err != nil {
 			// Pass the end on: a half close if the peer allows it.
@@ -236,6 +245,23 @@ func (p *Proxy) Cut() {
 			c.Close()
 		}
 	}
+}
+
+// StallAfter makes every link, open or to come, stall in dir (Up or Down)
+// right after it passed on a chunk that holds marker: "stall what the
+// server says once it has answered the handshake". An empty marker ends
+// it for links to come (Resume unstalls the others).
+func (p *Proxy) StallAfter(dir Direction, marker string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stallAfter == nil {
+		p.stallAfter = map[Direction][]byte{}
+	}
+	if marker == "" {
+		delete(p.stallAfter, dir)
+		return
+	}
+	p.stallAfter[dir] = []byte(marker)
 }
 
 // Written is how many chunks were passed on in dir (Up or Down): each
