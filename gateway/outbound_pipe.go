@@ -245,6 +245,9 @@ func (p *pipe) take(d *amqp.Delivery) error {
 				return err
 			}
 		}
+		// Recorded ahead of the item: a crash it causes finds it there.
+		// Cleared with the ack (b.keys), whatever becomes of the item.
+		o.ledger.record(key, redo.deliveries)
 	}
 	res, err := p.pace()
 	if err != nil {
@@ -306,7 +309,6 @@ func (p *pipe) take(d *amqp.Delivery) error {
 		}
 		p.isolate = true
 		o.suspect = key
-		o.ledger.record(key, redo.deliveries)
 	}
 	return nil
 }
