@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
-	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -312,42 +310,6 @@ func (p *pipe) take(d *amqp.Delivery) error {
 	}
 	return nil
 }
-
-// encodeItem is stanza.Encoder.Append (a variable for tests).
-var encodeItem = (*stanza.Encoder).Append
-
-// encode appends the stanza of one item to dst. A panic while encoding (a
-// bug that some input reaches; none is known, the encoder is fuzzed) would
-// kill the process on every delivery of that item, and on a classic queue
-// the count of deliveries lives in memory: it would crash the gateway
-// forever. Here it sets the item aside at once instead, as the poison it
-// is (reason delivery_limit), and logs the stack for a bug report. dst
-// comes back as it was.
-func (p *pipe) encode(dst, body []byte, meta stanza.Meta) (out []byte, info stanza.Info, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.o.log.Error("encoding an item panicked: it is set aside; please report this with the item", "panic", r, "stack", string(debug.Stack()))
-			what := fmt.Sprint(r)
-			if len(what) > 200 { // (a header, not a report)
-				what = strings.ToValidUTF8(what[:200], "") + "…"
-			}
-			out, info, err = dst, stanza.Info{}, fmt.Errorf("%s: the gateway failed on this item (panic: %s)", reasonDeliveryLimit, what)
-		}
-	}()
-	return encodeItem(p.enc, dst, body, meta)
-}
-
-// itemLimitError says why a redelivered item is set aside.
-func itemLimitError(t *tally) error {
-	if t.blames >= blameLimit {
-		return fmt.Errorf("%s: the XMPP server ended the stream %d times while this item alone was in flight (delivery %d)", reasonDeliveryLimit, t.blames, t.deliveries)
-	}
-	return fmt.Errorf("%s: delivered %d times without being acknowledged", reasonDeliveryLimit, t.deliveries)
-}
-
-// reasonDeliveryLimit is the dead-letter reason of an item delivered too
-// often (amqp.delivery_limit), as the contract names it.
-const reasonDeliveryLimit = "delivery_limit"
 
 // deadLetter puts d into the open batch as a dead letter and publishes it.
 // key is its redelivery key, 0 if it was not redelivered.
