@@ -276,7 +276,7 @@ var PresenceLimitLabels = []string{"contacts", "resources", "entries", "roster",
 // ConditionLabel keeps the Bounces label set bounded to the RFC 6120
 // conditions (anything else is "other").
 func ConditionLabel(c string) string {
-	if c != "other" && slices.Contains(ConditionLabels, c) {
+	if slices.Contains(ConditionLabels, c) {
 		return c
 	}
 	return "other"
@@ -288,7 +288,7 @@ func PresenceTypeLabel(t string) string {
 	if t == "" {
 		return "available"
 	}
-	if t != "other" && slices.Contains(PresenceTypeLabels, t) {
+	if slices.Contains(PresenceTypeLabels, t) {
 		return t
 	}
 	return "other"
